@@ -1,0 +1,417 @@
+//! The command line: clap `*Args` structs, their conversion into checked `*Options`, and the
+//! printers of each command's report (stdout is for results, stderr for logs and progress).
+//! Exit codes: 0 success, 1 "completed with differences" (reserved for diff), 2 any error.
+
+#![allow(clippy::print_stdout)]
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::error::{Error, Result};
+use crate::extract::{self, ExtractOptions, HistoryMode, LocalRolesMode};
+use crate::inspect::{self, InspectOptions};
+use crate::progress::{Progress, ProgressMode};
+use crate::sandbox::{Sandbox, SandboxOptions};
+use crate::source::credentials::{self, CredentialSources};
+use crate::source::{Credentials, Secret};
+
+/// Move SENAITE LIMS data between instances through inspectable snapshot directories.
+#[derive(Debug, Parser)]
+#[command(name = "senaite-sync", version, about, long_about = None)]
+#[command(after_long_help = "Examples:\n  \
+    senaite-sync demo\n  \
+    SENAITE_USER=admin SENAITE_PASSWORD=... senaite-sync extract --url http://127.0.0.1:8081/senaite --out snap\n  \
+    senaite-sync inspect snap --json\n\n\
+Exit codes: 0 success, 1 differences found (diff), 2 error.")]
+pub struct Cli {
+    /// More log output (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only warnings and errors on stderr.
+    #[arg(short = 'q', long = "quiet", global = true)]
+    pub quiet: bool,
+    /// When to draw progress bars on stderr.
+    #[arg(
+        long = "progress",
+        value_name = "WHEN",
+        value_enum,
+        default_value = "auto",
+        global = true
+    )]
+    pub progress: ProgressArg,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `--progress` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ProgressArg {
+    /// Bars on a terminal, plain logs otherwise.
+    Auto,
+    /// Always draw bars.
+    Always,
+    /// Never draw bars.
+    Never,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Read a SENAITE site over its REST API into a snapshot directory.
+    ///
+    /// Lists every object (uid_catalog), reads complete records with workflow information page
+    /// by page per portal type, adds what senaite.jsonapi loses from the site's plone.restapi
+    /// (Dexterity values, microsecond review-history times, local roles), streams every file
+    /// field into the blob store, and reads users, groups, registry and settings. The source is
+    /// only read. An interrupted extract resumes when re-run with the same arguments.
+    /// Credentials: SENAITE_USER / SENAITE_PASSWORD, a netrc entry, or a prompt.
+    #[command(after_long_help = "Examples:\n  \
+        SENAITE_USER=admin SENAITE_PASSWORD=secret \\\n    senaite-sync extract --url http://127.0.0.1:8081/senaite --out snap\n  \
+        senaite-sync extract --url http://lims:8080/senaite --out clients --include-path /senaite/clients -j 8\n  \
+        senaite-sync extract --url http://lims:8080/senaite --out fast --history v1 --local-roles none")]
+    Extract(ExtractArgs),
+    /// Summarise a snapshot and check its integrity.
+    ///
+    /// Prints counts per portal type, review states, created ranges, blob totals, and checks every
+    /// file and blob against its checksum, references that point outside the snapshot and objects
+    /// whose parent is missing. Exits 2 when the snapshot is corrupt.
+    #[command(
+        after_long_help = "Examples:\n  senaite-sync inspect snap\n  senaite-sync inspect snap --json | jq .types"
+    )]
+    Inspect(InspectArgs),
+    /// Serve a snapshot as a local senaite.jsonapi sandbox on loopback.
+    ///
+    /// An in-process double of a SENAITE 2.6 site (senaite.jsonapi v1 read routes, the
+    /// plone.restapi routes extract uses, file downloads) answering from a snapshot, by default
+    /// the demo data shipped in data/demo. Basic auth: --user (default admin) and the password in
+    /// SENAITE_SANDBOX_PASSWORD (default admin). Stop with Ctrl-C.
+    #[command(
+        after_long_help = "Examples:\n  senaite-sync serve\n  senaite-sync serve snap --addr 127.0.0.1:8099"
+    )]
+    Serve(ServeArgs),
+    /// Run the main job on the shipped demo data: serve it, extract it, inspect the result.
+    #[command(after_long_help = "Example:\n  senaite-sync demo --out /tmp/demo-snapshot")]
+    Demo(DemoArgs),
+}
+
+/// `extract` arguments.
+#[derive(Debug, Args)]
+pub struct ExtractArgs {
+    /// Site URL of the source, e.g. http://127.0.0.1:8081/senaite.
+    #[arg(long = "url", value_name = "URL")]
+    pub url: String,
+    /// Snapshot directory to write (created; an unfinished one is resumed).
+    #[arg(long = "out", short = 'o', value_name = "DIR")]
+    pub out: PathBuf,
+    /// User name (else SENAITE_USER, a netrc entry, or a prompt).
+    #[arg(long = "user", value_name = "USER")]
+    pub user: Option<String>,
+    /// netrc-style credentials file (default ~/.netrc).
+    #[arg(long = "netrc", value_name = "FILE")]
+    pub netrc: Option<PathBuf>,
+    /// Concurrent requests to the source.
+    #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 4)]
+    pub jobs: usize,
+    /// Complete records per page.
+    #[arg(long = "page-size", value_name = "N", default_value_t = 250)]
+    pub page_size: u64,
+    /// Only this portal type (repeatable).
+    #[arg(long = "include-type", value_name = "TYPE")]
+    pub include_type: Vec<String>,
+    /// Never this portal type (repeatable).
+    #[arg(long = "exclude-type", value_name = "TYPE")]
+    pub exclude_type: Vec<String>,
+    /// Only objects under this physical path (repeatable).
+    #[arg(long = "include-path", value_name = "PATH")]
+    pub include_path: Vec<String>,
+    /// Never objects under this physical path (repeatable).
+    #[arg(long = "exclude-path", value_name = "PATH")]
+    pub exclude_path: Vec<String>,
+    /// Review-history times: exact (microseconds, one request per object) or v1 (whole seconds).
+    #[arg(
+        long = "history",
+        value_name = "MODE",
+        value_enum,
+        default_value = "exact"
+    )]
+    pub history: HistoryArg,
+    /// Whose local roles to read.
+    #[arg(
+        long = "local-roles",
+        value_name = "WHICH",
+        value_enum,
+        default_value = "containers"
+    )]
+    pub local_roles: LocalRolesArg,
+    /// Skip users, groups, registry and settings.
+    #[arg(long = "no-site-records")]
+    pub no_site_records: bool,
+    /// Discard an unfinished extract staged in --out with other arguments.
+    #[arg(long = "restart")]
+    pub restart: bool,
+    /// Overwrite a complete snapshot in --out.
+    #[arg(long = "force")]
+    pub force: bool,
+}
+
+/// `--history` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum HistoryArg {
+    /// Microsecond times from plone.restapi @history.
+    Exact,
+    /// senaite.jsonapi's whole-second times.
+    V1,
+}
+
+/// `--local-roles` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LocalRolesArg {
+    /// Objects that contain others.
+    Containers,
+    /// Every object.
+    All,
+    /// None.
+    None,
+}
+
+/// `inspect` arguments.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Snapshot directory.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long = "json")]
+    pub json: bool,
+    /// Skip re-hashing every blob (file checksums are always verified).
+    #[arg(long = "no-verify-blobs")]
+    pub no_verify_blobs: bool,
+}
+
+/// `serve` arguments.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Snapshot to serve (default: the demo data in data/demo).
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Loopback address to listen on.
+    #[arg(long = "addr", value_name = "ADDR", default_value = "127.0.0.1:8099")]
+    pub addr: SocketAddr,
+    /// User name the sandbox accepts.
+    #[arg(long = "user", value_name = "USER", default_value = "admin")]
+    pub user: String,
+    /// Worker threads.
+    #[arg(long = "threads", value_name = "N", default_value_t = 4)]
+    pub threads: usize,
+}
+
+/// `demo` arguments.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where to write the extracted snapshot.
+    #[arg(
+        long = "out",
+        value_name = "DIR",
+        default_value = "data/snapshots/demo"
+    )]
+    pub out: PathBuf,
+}
+
+impl ExtractArgs {
+    /// Validates the arguments and resolves credentials.
+    ///
+    /// # Errors
+    /// Bad values, or no credentials.
+    pub fn into_options(self) -> Result<ExtractOptions> {
+        if self.jobs == 0 || self.jobs > 64 {
+            return Err(Error::Usage(format!(
+                "--jobs must be between 1 and 64, not {}",
+                self.jobs
+            )));
+        }
+        if self.page_size == 0 || self.page_size > 5000 {
+            return Err(Error::Usage(format!(
+                "--page-size must be between 1 and 5000, not {}",
+                self.page_size
+            )));
+        }
+        let origin =
+            crate::source::client::origin_of(self.url.trim_end_matches('/')).ok_or_else(|| {
+                Error::Usage(format!(
+                    "--url {} is not an http(s) URL without user info",
+                    self.url
+                ))
+            })?;
+        let host = origin.split("://").nth(1).unwrap_or(&origin).to_string();
+        let creds = credentials::resolve(
+            &host,
+            &CredentialSources {
+                user: self.user,
+                netrc: self.netrc,
+                allow_prompt: true,
+            },
+        )?;
+        let mut o = ExtractOptions::new(&self.url, self.out, creds);
+        o.jobs = self.jobs;
+        o.page_size = self.page_size;
+        o.include_types = self.include_type;
+        o.exclude_types = self.exclude_type;
+        o.include_paths = self.include_path;
+        o.exclude_paths = self.exclude_path;
+        o.history = match self.history {
+            HistoryArg::Exact => HistoryMode::Exact,
+            HistoryArg::V1 => HistoryMode::V1,
+        };
+        o.local_roles = match self.local_roles {
+            LocalRolesArg::Containers => LocalRolesMode::Containers,
+            LocalRolesArg::All => LocalRolesMode::All,
+            LocalRolesArg::None => LocalRolesMode::None,
+        };
+        o.site_records = !self.no_site_records;
+        o.restart = self.restart;
+        o.force = self.force;
+        Ok(o)
+    }
+}
+
+/// Runs a parsed command line; returns the process exit code.
+///
+/// # Errors
+/// Any stage error (mapped to exit code 2 by `main`).
+pub fn run(cli: Cli) -> Result<u8> {
+    let progress = Progress::new(match cli.progress {
+        ProgressArg::Auto if cli.quiet => ProgressMode::Never,
+        ProgressArg::Auto => ProgressMode::Auto,
+        ProgressArg::Always => ProgressMode::Always,
+        ProgressArg::Never => ProgressMode::Never,
+    });
+    crate::logging::init(cli.verbose, cli.quiet, &progress);
+    match cli.command {
+        Command::Extract(args) => {
+            let opts = args.into_options()?;
+            let report = extract::run(&opts, &progress)?;
+            print_extract_summary(&report);
+            Ok(0)
+        }
+        Command::Inspect(args) => {
+            let report = inspect::run(&InspectOptions {
+                dir: args.dir,
+                verify_blobs: !args.no_verify_blobs,
+            })?;
+            if args.json {
+                let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+                emit(&format!("{text}\n"));
+            } else {
+                emit(&inspect::render_text(&report));
+            }
+            Ok(if report.is_intact() { 0 } else { 2 })
+        }
+        Command::Serve(args) => serve(args),
+        Command::Demo(args) => demo(args, &progress),
+    }
+}
+
+fn print_extract_summary(r: &extract::ExtractReport) {
+    let m = &r.manifest;
+    let rows: u64 = m
+        .files
+        .iter()
+        .filter(|f| f.kind == "table")
+        .map(|f| f.rows)
+        .sum();
+    let resumed = if r.resumed_units > 0 {
+        format!(", {} units resumed", r.resumed_units)
+    } else {
+        String::new()
+    };
+    emit(&format!(
+        "Extracted {} objects of {} types, {} table rows, {} blobs ({} bytes) in {:.1}s{resumed}; {} notes. Snapshot {} (id {}).\n",
+        r.objects,
+        m.counts.len(),
+        rows,
+        m.blobs.count,
+        m.blobs.bytes,
+        r.elapsed.as_secs_f64(),
+        m.notes.len(),
+        m.source.site_url,
+        &m.snapshot_id[..12.min(m.snapshot_id.len())],
+    ));
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error.
+fn emit(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _closed_pipe_is_fine = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+/// The demo snapshot: `data/demo` under the current directory, else in the source tree.
+pub fn demo_snapshot_dir() -> PathBuf {
+    let local = Path::new("data/demo");
+    if local.join("manifest.json").is_file() {
+        return local.to_path_buf();
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/demo")
+}
+
+fn sandbox_password() -> Secret {
+    Secret::new(std::env::var("SENAITE_SANDBOX_PASSWORD").unwrap_or_else(|_| "admin".into()))
+}
+
+fn serve(args: ServeArgs) -> Result<u8> {
+    let dir = args.dir.unwrap_or_else(demo_snapshot_dir);
+    let data = crate::sandbox::load::site_from_snapshot(&dir)?;
+    let opts = SandboxOptions {
+        addr: args.addr,
+        threads: args.threads.max(1),
+        user: args.user,
+        password: sandbox_password().expose().to_string(),
+        ..SandboxOptions::default()
+    };
+    let sandbox = Sandbox::start(data, opts)?;
+    tracing::info!(site = %sandbox.site_url(), snapshot = %dir.display(), "Sandbox serving; Ctrl-C stops it.");
+    emit(&format!(
+        "serving {} at {}\n",
+        dir.display(),
+        sandbox.site_url()
+    ));
+    sandbox.wait();
+    Ok(0)
+}
+
+fn demo(args: DemoArgs, progress: &Progress) -> Result<u8> {
+    let dir = demo_snapshot_dir();
+    let data = crate::sandbox::load::site_from_snapshot(&dir)?;
+    let password = sandbox_password();
+    let sandbox = Sandbox::start(
+        data,
+        SandboxOptions {
+            password: password.expose().to_string(),
+            ..SandboxOptions::default()
+        },
+    )?;
+    emit(&format!(
+        "sandbox: serving {} at {}\n",
+        dir.display(),
+        sandbox.site_url()
+    ));
+    let creds = Credentials {
+        user: "admin".into(),
+        password,
+    };
+    let mut opts = ExtractOptions::new(&sandbox.site_url(), args.out.clone(), creds);
+    opts.force = true;
+    opts.restart = true;
+    let report = extract::run(&opts, progress)?;
+    print_extract_summary(&report);
+    sandbox.shutdown();
+    let inspected = inspect::run(&InspectOptions {
+        dir: args.out,
+        verify_blobs: true,
+    })?;
+    emit(&inspect::render_text(&inspected));
+    Ok(if inspected.is_intact() { 0 } else { 2 })
+}

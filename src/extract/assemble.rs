@@ -1,0 +1,315 @@
+//! Turning the staged units into a snapshot in bounded memory. Pass 1 routes every staged line by
+//! the first two hex digits of its uid into 256 bucket files without parsing the JSON; pass 2
+//! reads the buckets in order (a few at a time, in parallel), de-duplicates by uid, sorts, builds
+//! rows and appends them to the table writers. Memory holds a few buckets, never the snapshot.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::extract::fetch::NOTE_KEY;
+use crate::extract::site::{self, SiteRecords};
+use crate::extract::staging::Staging;
+use crate::jsonx;
+use crate::snapshot::manifest::{BlobTotals, Manifest, Note};
+use crate::snapshot::record::{ObjectCapture, ObjectRows, object_rows};
+use crate::snapshot::table::{
+    BLOBS, Cell, GROUPS, LOCAL_ROLES, OBJECTS, SETTINGS, USERS, WORKFLOW_HISTORY, WORKFLOW_STATES,
+};
+use crate::snapshot::writer::{SnapshotParts, SnapshotWriter};
+
+/// Buckets processed in parallel per round.
+const BUCKETS_PER_ROUND: usize = 8;
+
+/// Builds the snapshot in `out` from the staged units; returns the manifest.
+///
+/// # Errors
+/// Staging or writing errors.
+pub(crate) fn assemble(
+    staging: &Staging,
+    out: &Path,
+    mut parts: SnapshotParts,
+    site_records: Option<&SiteRecords>,
+    origin: &str,
+) -> Result<Manifest> {
+    let units = staging.units_under("units")?;
+    let bucket_dir = staging.root().join("buckets");
+    let mut announced: BTreeMap<String, u64> = BTreeMap::new();
+    route_to_buckets(
+        staging,
+        &units,
+        &bucket_dir,
+        &mut parts.notes,
+        &mut announced,
+    )?;
+    let mut writer = SnapshotWriter::create(out)?;
+    let mut blob_shas: HashSet<String> = HashSet::new();
+    let mut blob_bytes = 0u64;
+    let names: Vec<PathBuf> = (0..=255u8)
+        .map(|b| bucket_dir.join(format!("{b:02x}")))
+        .chain([bucket_dir.join("other")])
+        .collect();
+    for round in names.chunks(BUCKETS_PER_ROUND) {
+        let built: Vec<Result<Vec<(Value, Option<Value>, ObjectRows)>>> =
+            round.par_iter().map(|p| build_bucket(p, origin)).collect();
+        for bucket in built {
+            for (raw_v1, raw_rest, rows) in bucket? {
+                let portal_type = rows.object[1].as_str().unwrap_or("").to_string();
+                let uid = rows.object[0].as_str().unwrap_or("").to_string();
+                *parts.counts.entry(portal_type).or_insert(0) += 1;
+                for (kind, message) in &rows.notes {
+                    parts.notes.push(Note {
+                        kind: kind.clone(),
+                        subject: uid.clone(),
+                        message: message.clone(),
+                    });
+                }
+                for b in &rows.blobs {
+                    if let Some(sha) = b[5].as_str() {
+                        if blob_shas.insert(sha.to_string()) {
+                            blob_bytes += b[4].as_int().unwrap_or(0) as u64;
+                        }
+                    }
+                }
+                write_object(&mut writer, raw_v1, raw_rest, rows)?;
+            }
+        }
+    }
+    check_counts(&announced, &parts.counts, &mut parts.notes);
+    if let Some(site) = site_records {
+        write_site(&mut writer, site, origin)?;
+    }
+    parts.blobs = BlobTotals {
+        count: blob_shas.len() as u64,
+        bytes: blob_bytes,
+    };
+    let manifest = writer.finish(parts)?;
+    std::fs::remove_dir_all(&bucket_dir).map_err(|e| Error::write(&bucket_dir, e))?;
+    Ok(manifest)
+}
+
+fn route_to_buckets(
+    staging: &Staging,
+    units: &[String],
+    bucket_dir: &Path,
+    notes: &mut Vec<Note>,
+    announced: &mut BTreeMap<String, u64>,
+) -> Result<()> {
+    if bucket_dir.exists() {
+        std::fs::remove_dir_all(bucket_dir).map_err(|e| Error::write(bucket_dir, e))?;
+    }
+    std::fs::create_dir_all(bucket_dir).map_err(|e| Error::write(bucket_dir, e))?;
+    let mut files: BTreeMap<String, BufWriter<File>> = BTreeMap::new();
+    for unit in units {
+        for (key, json) in staging.read_unit_lines(unit)? {
+            if key == NOTE_KEY {
+                if let Ok(n) = serde_json::from_str::<Note>(&json) {
+                    notes.push(n);
+                }
+                continue;
+            }
+            if key == "!count" {
+                let v: Value = serde_json::from_str(&json).unwrap_or(Value::Null);
+                if let (Some(t), Some(c)) = (v["portal_type"].as_str(), v["count"].as_u64()) {
+                    let e = announced.entry(t.to_string()).or_insert(0);
+                    *e = (*e).max(c);
+                }
+                continue;
+            }
+            let name = bucket_of(&key);
+            if !files.contains_key(&name) {
+                let p = bucket_dir.join(&name);
+                let f = File::create(&p).map_err(|e| Error::write(&p, e))?;
+                files.insert(name.clone(), BufWriter::new(f));
+            }
+            if let Some(w) = files.get_mut(&name) {
+                let p = bucket_dir.join(&name);
+                w.write_all(json.as_bytes())
+                    .map_err(|e| Error::write(&p, e))?;
+                w.write_all(b"\n").map_err(|e| Error::write(&p, e))?;
+            }
+        }
+    }
+    for (name, mut w) in files {
+        w.flush()
+            .map_err(|e| Error::write(bucket_dir.join(name), e))?;
+    }
+    Ok(())
+}
+
+/// The bucket of a uid: its first two hex digits (uids are random hex), else `other`.
+fn bucket_of(uid: &str) -> String {
+    match uid.get(..2) {
+        Some(p) if p.bytes().all(|b| b.is_ascii_hexdigit()) => p.to_ascii_lowercase(),
+        _ => "other".to_string(),
+    }
+}
+
+type Built = (Value, Option<Value>, ObjectRows);
+
+fn build_bucket(path: &Path, origin: &str) -> Result<Vec<Built>> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let file = File::open(path).map_err(|e| Error::read(path, e))?;
+    let mut by_uid: BTreeMap<String, ObjectCapture> = BTreeMap::new();
+    for line in BufReader::new(file).lines() {
+        let line = line.map_err(|e| Error::read(path, e))?;
+        let cap: ObjectCapture = serde_json::from_str(&line).map_err(|source| Error::JsonFile {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        match by_uid.get(&cap.uid) {
+            Some(old) if !is_better(&cap, old) => {}
+            _ => {
+                by_uid.insert(cap.uid.clone(), cap);
+            }
+        }
+    }
+    Ok(by_uid
+        .into_values()
+        .map(|cap| {
+            let rows = object_rows(&cap, origin);
+            let rest = (cap.restapi.is_some() || cap.history.is_some() || cap.sharing.is_some())
+                .then(|| {
+                    serde_json::json!({"uid": cap.uid, "path": cap.path, "content": cap.restapi,
+                        "history": cap.history, "sharing": cap.sharing})
+                });
+            let v1 = cap.v1.unwrap_or(Value::Null);
+            (v1, rest, rows)
+        })
+        .collect())
+}
+
+/// Of two reads of the same object, the one with a v1 record wins, then the later `modified`.
+fn is_better(new: &ObjectCapture, old: &ObjectCapture) -> bool {
+    match (new.v1.is_some(), old.v1.is_some()) {
+        (true, false) => true,
+        (false, true) => false,
+        _ => modified(new) > modified(old),
+    }
+}
+
+fn modified(c: &ObjectCapture) -> &str {
+    c.v1.as_ref()
+        .or(c.restapi.as_ref())
+        .and_then(|v| v.get("modified"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+fn write_object(
+    w: &mut SnapshotWriter,
+    raw_v1: Value,
+    raw_rest: Option<Value>,
+    mut rows: ObjectRows,
+) -> Result<()> {
+    w.table(&OBJECTS)?.push(std::mem::take(&mut rows.object))?;
+    rows.history
+        .sort_by(|a, b| (a[1].as_str(), a[2].as_int()).cmp(&(b[1].as_str(), b[2].as_int())));
+    for r in rows.history {
+        w.table(&WORKFLOW_HISTORY)?.push(r)?;
+    }
+    rows.states
+        .sort_by(|a, b| a[1].as_str().cmp(&b[1].as_str()));
+    for r in rows.states {
+        w.table(&WORKFLOW_STATES)?.push(r)?;
+    }
+    for r in rows.local_roles {
+        w.table(&LOCAL_ROLES)?.push(r)?;
+    }
+    for r in rows.blobs {
+        w.table(&BLOBS)?.push(r)?;
+    }
+    if !raw_v1.is_null() {
+        w.raw("jsonapi")?
+            .write_line_bytes(&jsonx::canonical(&raw_v1))?;
+    }
+    if let Some(rest) = raw_rest {
+        w.raw("restapi")?
+            .write_line_bytes(&jsonx::canonical(&rest))?;
+    }
+    Ok(())
+}
+
+fn write_site(w: &mut SnapshotWriter, site: &SiteRecords, origin: &str) -> Result<()> {
+    let tables: [(&'static crate::snapshot::table::TableDef, Vec<Vec<Cell>>); 3] = [
+        (&USERS, site::user_rows(site, origin)),
+        (&GROUPS, site::group_rows(site, origin)),
+        (&SETTINGS, site::setting_rows(site, origin)),
+    ];
+    for (def, rows) in tables {
+        for r in rows {
+            w.table(def)?.push(r)?;
+        }
+    }
+    let raw = w.raw("site")?;
+    raw.write_value(&serde_json::json!({"kind": "users", "items": site.users}))?;
+    raw.write_value(&serde_json::json!({"kind": "restapi_users", "items": site.restapi_users}))?;
+    raw.write_value(&serde_json::json!({"kind": "groups", "items": site.groups}))?;
+    raw.write_value(&serde_json::json!({"kind": "registry", "items": site.registry}))?;
+    let settings: BTreeMap<&String, Value> = site
+        .settings
+        .iter()
+        .map(|(k, v)| (k, serde_json::to_value(v).unwrap_or(Value::Null)))
+        .collect();
+    raw.write_value(&serde_json::json!({"kind": "settings", "items": settings}))?;
+    Ok(())
+}
+
+fn check_counts(
+    announced: &BTreeMap<String, u64>,
+    got: &BTreeMap<String, u64>,
+    notes: &mut Vec<Note>,
+) {
+    for (t, a) in announced {
+        let g = got.get(t).copied().unwrap_or(0);
+        if g != *a {
+            notes.push(Note {
+                kind: "count_mismatch".into(),
+                subject: t.clone(),
+                message: format!("the server announced {a} objects, the snapshot holds {g}"),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_by_uid_prefix() {
+        assert_eq!(bucket_of("AB12"), "ab");
+        assert_eq!(bucket_of("0"), "other");
+        assert_eq!(bucket_of("zz"), "other");
+    }
+
+    #[test]
+    fn v1_reads_win_then_newer() {
+        let a = ObjectCapture {
+            uid: "u".into(),
+            v1: Some(serde_json::json!({"modified": "2020"})),
+            ..Default::default()
+        };
+        let b = ObjectCapture {
+            uid: "u".into(),
+            v1: Some(serde_json::json!({"modified": "2021"})),
+            ..Default::default()
+        };
+        let c = ObjectCapture {
+            uid: "u".into(),
+            restapi: Some(serde_json::json!({"modified": "2030"})),
+            ..Default::default()
+        };
+        assert!(is_better(&b, &a));
+        assert!(!is_better(&a, &b));
+        assert!(!is_better(&c, &a));
+        assert!(is_better(&a, &c));
+    }
+}

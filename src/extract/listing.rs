@@ -1,0 +1,169 @@
+//! Discovering what a site holds: a cheap complete listing of `(uid, portal_type, path)` from
+//! `uid_catalog` (which indexes every Archetypes and Dexterity object), sorted on `UID` and
+//! de-duplicated, re-read when its unique count falls short of the announced count (objects moved
+//! under paging); plus the catalog map that tells which types are Archetypes-mapped.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tracing::{info, warn};
+
+use crate::error::{Error, Result};
+use crate::source::SenaiteClient;
+use crate::source::paging;
+
+/// Page size of the cheap listing (catalog metadata only, a few hundred bytes per item).
+const LISTING_PAGE: u64 = 1000;
+/// How often a listing that did not add up is re-read before we accept it with a note.
+const LISTING_TRIES: u32 = 3;
+/// `uid_catalog` also lists Archetypes relationship objects, rendered `{}`: not content.
+const SKIPPED_TYPES: &[&str] = &["Reference"];
+
+/// One listed object.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Listed {
+    /// UID.
+    pub uid: String,
+    /// portal_type.
+    pub portal_type: String,
+    /// Physical path.
+    pub path: String,
+}
+
+/// The result of listing a site.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Listing {
+    /// Objects sorted by uid.
+    pub objects: Vec<Listed>,
+    /// The count `uid_catalog` announced.
+    pub announced: u64,
+    /// Types some catalog maps (Archetypes); the others are Dexterity or unmapped.
+    pub at_types: BTreeSet<String>,
+}
+
+/// Reads the complete listing of the site.
+///
+/// # Errors
+/// Client errors.
+pub fn list_site(client: &SenaiteClient) -> Result<Listing> {
+    let site_path = site_path(client.site_url());
+    // An empty query on uid_catalog answers count 0; a path term with a deep depth lists all.
+    let query = vec![
+        ("catalog", "uid_catalog".to_string()),
+        ("path", site_path),
+        ("depth", "100".to_string()),
+        ("sort_on", "UID".to_string()),
+    ];
+    let mut last = Listing::default();
+    for attempt in 1..=LISTING_TRIES {
+        let items = paging::read_all(client, "search", &query, LISTING_PAGE)?;
+        let announced = paging::read_page(client, "search", &query, 0, 1)?.count;
+        let objects = dedupe(&items);
+        let complete = objects.len() as u64 >= announced;
+        last = Listing {
+            objects,
+            announced,
+            at_types: BTreeSet::new(),
+        };
+        if complete {
+            break;
+        }
+        warn!(
+            attempt,
+            announced,
+            listed = last.objects.len(),
+            "Listing did not add up; reading it again."
+        );
+    }
+    last.at_types = at_types(client)?;
+    info!(objects = last.objects.len(), "Listed the site.");
+    Ok(last)
+}
+
+fn dedupe(items: &[Value]) -> Vec<Listed> {
+    let mut by_uid: BTreeMap<String, Listed> = BTreeMap::new();
+    for it in items {
+        let s = |k: &str| it.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let (uid, portal_type, path) = (s("uid"), s("portal_type"), s("path"));
+        if uid.is_empty() || portal_type.is_empty() || SKIPPED_TYPES.contains(&portal_type.as_str())
+        {
+            continue;
+        }
+        by_uid.insert(
+            uid.clone(),
+            Listed {
+                uid,
+                portal_type,
+                path,
+            },
+        );
+    }
+    by_uid.into_values().collect()
+}
+
+fn at_types(client: &SenaiteClient) -> Result<BTreeSet<String>> {
+    let body = client.api_get("catalogs", &[])?;
+    let items = body
+        .get("items")
+        .and_then(Value::as_array)
+        .ok_or_else(|| Error::BadResponse {
+            url: format!("{}/catalogs", client.api_url()),
+            message: "no items".into(),
+        })?;
+    let mut out = BTreeSet::new();
+    for c in items {
+        for t in c
+            .get("portal_types")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(t) = t.as_str() {
+                out.insert(t.to_string());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The physical path of the site root from its URL (`http://h/senaite` -> `/senaite`).
+pub fn site_path(site_url: &str) -> String {
+    let after = site_url
+        .split_once("://")
+        .map(|(_, r)| r)
+        .unwrap_or(site_url);
+    match after.split_once('/') {
+        Some((_, p)) => format!("/{}", p.trim_end_matches('/')),
+        None => "/".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn site_paths() {
+        assert_eq!(site_path("http://127.0.0.1:8081/senaite"), "/senaite");
+        assert_eq!(site_path("http://h/a/b/"), "/a/b");
+        assert_eq!(site_path("http://h"), "/");
+    }
+
+    #[test]
+    fn listing_dedupes_and_skips_relationships() {
+        let items = vec![
+            json!({"uid": "b", "portal_type": "Client", "path": "/s/c"}),
+            json!({"uid": "a", "portal_type": "Client", "path": "/s/d"}),
+            json!({"uid": "b", "portal_type": "Client", "path": "/s/c"}),
+            json!({}),
+            json!({"uid": "r", "portal_type": "Reference", "path": "/s/at_references/r"}),
+        ];
+        let got = dedupe(&items);
+        assert_eq!(
+            got.iter().map(|l| l.uid.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+    }
+}

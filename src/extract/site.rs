@@ -1,0 +1,381 @@
+//! Site-wide records: users (senaite.jsonapi `/users` and plone.restapi `@users`), groups with
+//! roles and members (plone.restapi `@groups`), the registry (plone.restapi `@registry`, paged;
+//! a page that cannot be serialized is split until the one bad record is isolated and named) and
+//! the control-panel settings (v1 `/settings/<key>`). Unreadable records are kept as errors.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tracing::{info, warn};
+
+use crate::error::{Error, Result};
+use crate::jsonx;
+use crate::snapshot::table::Cell;
+use crate::source::SenaiteClient;
+use crate::source::paging;
+
+/// Registry page size.
+const REGISTRY_PAGE: u64 = 200;
+/// Settings keywords of senaite.jsonapi 2.x (jsonapi.md §2.7).
+const SETTINGS_KEYS_2X: &[&str] = &[
+    "mail",
+    "language",
+    "dateandtime",
+    "usergroups",
+    "maintenance",
+];
+/// Settings keywords of senaite.jsonapi 1.x (jsonapi.md §10.1).
+const SETTINGS_KEYS_1X: &[&str] = &[
+    "mail",
+    "calendar",
+    "ram",
+    "language",
+    "editing",
+    "usergroups",
+    "search",
+    "filter",
+    "maintenance",
+    "markup",
+    "navigation",
+    "security",
+    "site",
+    "skins",
+];
+
+/// Everything site-wide, as read (verbatim answers).
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct SiteRecords {
+    /// v1 `/users` items.
+    pub users: Vec<Value>,
+    /// plone.restapi `@users` items.
+    pub restapi_users: Vec<Value>,
+    /// plone.restapi `@groups/<id>` answers.
+    pub groups: Vec<Value>,
+    /// plone.restapi `@registry` items.
+    pub registry: Vec<Value>,
+    /// Registry positions that could not be read, with the error.
+    pub registry_errors: Vec<(u64, String)>,
+    /// Settings answers (`items[0]`) or errors by keyword.
+    pub settings: BTreeMap<String, SettingAnswer>,
+}
+
+/// A settings keyword's answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum SettingAnswer {
+    /// The value.
+    Value(Value),
+    /// Why it could not be read.
+    Error(String),
+}
+
+/// Reads every site-wide record.
+///
+/// # Errors
+/// Transport errors after retries; application errors are recorded, not returned.
+pub fn read_site(client: &SenaiteClient, jsonapi_version: &str) -> Result<SiteRecords> {
+    let mut site = SiteRecords {
+        users: paging::read_all(client, "users", &[], 500)?,
+        ..Default::default()
+    };
+    match client.rest_get("@users", &[]) {
+        Ok(Value::Array(items)) => site.restapi_users = items,
+        Ok(_) => {}
+        Err(e) => warn!(error = %e, "plone.restapi @users unavailable."),
+    }
+    site.groups = read_groups(client);
+    read_registry(client, &mut site)?;
+    let keys = if jsonapi_version.starts_with('1') {
+        SETTINGS_KEYS_1X
+    } else {
+        SETTINGS_KEYS_2X
+    };
+    for key in keys {
+        let answer = match client.api_get(&format!("settings/{key}"), &[]) {
+            Ok(v) => {
+                let item = v
+                    .get("items")
+                    .and_then(|i| i.get(0))
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                SettingAnswer::Value(item)
+            }
+            Err(e) if is_soft(&e) => SettingAnswer::Error(e.to_string()),
+            Err(e) => return Err(e),
+        };
+        site.settings.insert((*key).to_string(), answer);
+    }
+    info!(
+        users = site.users.len(),
+        groups = site.groups.len(),
+        registry = site.registry.len(),
+        "Read site records."
+    );
+    Ok(site)
+}
+
+fn is_soft(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Api { .. } | Error::HttpStatus { .. } | Error::BadResponse { .. }
+    )
+}
+
+fn read_groups(client: &SenaiteClient) -> Vec<Value> {
+    let list = match client.rest_get("@groups", &[]) {
+        Ok(Value::Array(items)) => items,
+        Ok(_) => return Vec::new(),
+        Err(e) => {
+            warn!(error = %e, "plone.restapi @groups unavailable.");
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for g in list {
+        let Some(id) = g.get("id").and_then(Value::as_str) else {
+            continue;
+        };
+        match client.rest_get(&format!("@groups/{id}"), &[]) {
+            Ok(detail) => out.push(detail),
+            Err(_) => out.push(g),
+        }
+    }
+    out
+}
+
+fn read_registry(client: &SenaiteClient, site: &mut SiteRecords) -> Result<()> {
+    let mut b_start = 0;
+    loop {
+        let total = read_registry_range(client, b_start, REGISTRY_PAGE, site)?;
+        b_start += REGISTRY_PAGE;
+        match total {
+            Some(t) if b_start < t => {}
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// Reads `[b_start, b_start+size)`; on failure splits the range. Returns `items_total`.
+fn read_registry_range(
+    client: &SenaiteClient,
+    b_start: u64,
+    size: u64,
+    site: &mut SiteRecords,
+) -> Result<Option<u64>> {
+    let q = [
+        ("b_start", b_start.to_string()),
+        ("b_size", size.to_string()),
+    ];
+    match client.rest_get("@registry", &q) {
+        Ok(v) => {
+            if let Some(items) = v.get("items").and_then(Value::as_array) {
+                site.registry.extend(items.iter().cloned());
+            }
+            Ok(v.get("items_total").and_then(Value::as_u64))
+        }
+        Err(e) if is_soft(&e) => {
+            if size == 1 {
+                site.registry_errors.push((b_start, e.to_string()));
+                return Ok(None);
+            }
+            let half = size / 2;
+            let a = read_registry_range(client, b_start, half, site)?;
+            let b = read_registry_range(client, b_start + half, size - half, site)?;
+            Ok(a.or(b))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn text(v: &Value, k: &str) -> Option<String> {
+    v.get(k).and_then(Value::as_str).map(str::to_string)
+}
+
+fn strings(v: &Value, k: &str) -> Vec<String> {
+    let mut out: Vec<String> = v
+        .get(k)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+fn rest_of(v: &Value, skip: &[&str], origin: &str) -> String {
+    let mut m = Map::new();
+    if let Value::Object(o) = v {
+        for (k, val) in o {
+            if !skip.contains(&k.as_str()) {
+                m.insert(k.clone(), val.clone());
+            }
+        }
+    }
+    let mut value = Value::Object(m);
+    crate::snapshot::record::strip_origin(&mut value, origin);
+    String::from_utf8_lossy(&jsonx::canonical(&value)).into_owned()
+}
+
+/// Rows of the `users` table, sorted by username.
+pub fn user_rows(site: &SiteRecords, origin: &str) -> Vec<Vec<Cell>> {
+    let mut rows: Vec<Vec<Cell>> = site
+        .users
+        .iter()
+        .filter_map(|u| {
+            let name = text(u, "username")?;
+            Some(vec![
+                Cell::s(name),
+                Cell::opt(text(u, "fullname")),
+                Cell::opt(text(u, "email")),
+                Cell::StrList(strings(u, "roles")),
+                Cell::StrList(strings(u, "groups")),
+                Cell::s(rest_of(
+                    u,
+                    &[
+                        "username",
+                        "fullname",
+                        "email",
+                        "roles",
+                        "groups",
+                        "api_url",
+                        "authenticated",
+                    ],
+                    origin,
+                )),
+            ])
+        })
+        .collect();
+    rows.sort_by(|a, b| a[0].as_str().cmp(&b[0].as_str()));
+    rows
+}
+
+/// Rows of the `groups` table, sorted by id.
+pub fn group_rows(site: &SiteRecords, origin: &str) -> Vec<Vec<Cell>> {
+    let mut rows: Vec<Vec<Cell>> = site
+        .groups
+        .iter()
+        .filter_map(|g| {
+            let id = text(g, "id")?;
+            let mut members: Vec<String> = g
+                .get("users")
+                .and_then(|u| u.get("items"))
+                .and_then(Value::as_array)
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter_map(|m| m.get("id").and_then(Value::as_str).or(m.as_str()))
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default();
+            members.sort();
+            Some(vec![
+                Cell::s(id),
+                Cell::opt(text(g, "title")),
+                Cell::opt(text(g, "description")),
+                Cell::opt(text(g, "email")),
+                Cell::StrList(strings(g, "roles")),
+                Cell::StrList(members),
+                Cell::s(rest_of(
+                    g,
+                    &[
+                        "@id",
+                        "id",
+                        "title",
+                        "description",
+                        "email",
+                        "roles",
+                        "users",
+                    ],
+                    origin,
+                )),
+            ])
+        })
+        .collect();
+    rows.sort_by(|a, b| a[0].as_str().cmp(&b[0].as_str()));
+    rows
+}
+
+/// Rows of the `settings` table, sorted by source and key.
+pub fn setting_rows(site: &SiteRecords, origin: &str) -> Vec<Vec<Cell>> {
+    let mut rows = Vec::new();
+    for r in &site.registry {
+        if let Some(name) = text(r, "name") {
+            let mut v = r.get("value").cloned().unwrap_or(Value::Null);
+            crate::snapshot::record::strip_origin(&mut v, origin);
+            let value = String::from_utf8_lossy(&jsonx::canonical(&v)).into_owned();
+            rows.push(vec![
+                Cell::s("registry"),
+                Cell::s(name),
+                Cell::s(value),
+                Cell::opt(None::<String>),
+            ]);
+        }
+    }
+    for (pos, err) in &site.registry_errors {
+        rows.push(vec![
+            Cell::s("registry"),
+            Cell::s(format!("#{pos}")),
+            Cell::opt(None::<String>),
+            Cell::s(err.clone()),
+        ]);
+    }
+    for (key, answer) in &site.settings {
+        let (value, error) = match answer {
+            SettingAnswer::Value(v) => (Some(rest_of(v, &["api_url"], origin)), None),
+            SettingAnswer::Error(e) => (None, Some(e.clone())),
+        };
+        rows.push(vec![
+            Cell::s("settings"),
+            Cell::s(key),
+            Cell::opt(value),
+            Cell::opt(error),
+        ]);
+    }
+    rows.sort_by(|a, b| (a[0].as_str(), a[1].as_str()).cmp(&(b[0].as_str(), b[1].as_str())));
+    rows.dedup_by(|a, b| a[0] == b[0] && a[1] == b[1]);
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn rows_from_recorded_shapes() {
+        let site = SiteRecords {
+            users: vec![
+                json!({"username": "labman", "fullname": "Lisa", "email": "l@x",
+                "roles": ["LabManager", "Authenticated"], "groups": ["LabManagers"],
+                "api_url": "http://h:1/s/@@API/senaite/v1/users/labman", "authenticated": false,
+                "login_time": "2000-01-01T00:00:00"}),
+            ],
+            groups: vec![
+                json!({"@id": "http://h:1/s/@groups/Analysts", "id": "Analysts",
+                "title": "Analysts", "roles": ["Analyst", "Authenticated"], "groupname": "Analysts",
+                "users": {"items": [{"id": "analyst1"}], "items_total": 1}}),
+            ],
+            registry: vec![json!({"name": "a.b", "value": 5, "schema": {}})],
+            registry_errors: vec![(7, "boom".into())],
+            settings: BTreeMap::from([("mail".to_string(), SettingAnswer::Error("x".into()))]),
+            ..Default::default()
+        };
+        let u = user_rows(&site, "http://h:1");
+        assert_eq!(u[0][3].as_list(), ["Authenticated", "LabManager"]);
+        assert_eq!(
+            u[0][5].as_str(),
+            Some(r#"{"login_time":"2000-01-01T00:00:00"}"#)
+        );
+        let g = group_rows(&site, "http://h:1");
+        assert_eq!(g[0][5].as_list(), ["analyst1"]);
+        assert_eq!(g[0][6].as_str(), Some(r#"{"groupname":"Analysts"}"#));
+        let s = setting_rows(&site, "");
+        assert_eq!(s.len(), 3);
+        assert_eq!(s[0][1].as_str(), Some("#7"));
+        assert_eq!(s[2][3].as_str(), Some("x"));
+    }
+}

@@ -1,0 +1,232 @@
+//! The in-process senaite.jsonapi 2.x test double ("sandbox"): a small HTTP/1.1 server on
+//! loopback that serves one [`SiteData`] the way a real SENAITE 2.6 does over its v1 API and
+//! plone.restapi, with scriptable faults. The tests, the `serve` command and the benchmark use
+//! it; its answers are pinned against responses recorded from a real instance
+//! (`data/fixtures/senaite/`). It only ever listens on loopback.
+//!
+//! Everything a request can ask for is serialized once at start-up (see `site`), so the double
+//! is never the bottleneck of an extraction.
+
+pub mod data;
+pub mod faults;
+pub mod fixtures;
+pub mod load;
+mod query;
+mod reply;
+mod restapi;
+mod search;
+mod server;
+mod site;
+mod v1;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread::JoinHandle;
+
+pub use data::{BlobBody, SiteBlob, SiteData, SiteObject};
+pub use faults::{FaultKind, FaultRule, Match};
+
+use crate::error::Error;
+use server::Shared;
+use site::Site;
+
+/// Which plone.jsonapi.core error style the double speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Framework {
+    /// Released 0.7: unmatched routes and non-API exceptions answer HTTP 200 with
+    /// `success:false`; no `type` key.
+    V07,
+    /// 0.8 (what the real 2.6 instances run): real 404/405/500 statuses and a `type` key.
+    #[default]
+    V08,
+}
+
+/// How to run a sandbox.
+#[derive(Debug, Clone)]
+pub struct SandboxOptions {
+    /// Listen address; must be loopback. Port 0 picks a free port.
+    pub addr: SocketAddr,
+    /// Worker threads.
+    pub threads: usize,
+    /// Accepted basic-auth user.
+    pub user: String,
+    /// Accepted basic-auth password.
+    pub password: String,
+    /// Error style.
+    pub framework: Framework,
+    /// Faults scripted from the start.
+    pub faults: Vec<FaultRule>,
+}
+
+impl Default for SandboxOptions {
+    fn default() -> SandboxOptions {
+        SandboxOptions {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            threads: 4,
+            user: "admin".to_owned(),
+            password: "admin".to_owned(),
+            framework: Framework::V08,
+            faults: Vec::new(),
+        }
+    }
+}
+
+/// A running sandbox. Dropping it stops the server threads.
+#[derive(Debug)]
+pub struct Sandbox {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+    addr: SocketAddr,
+}
+
+impl Sandbox {
+    /// Prepares `data` and starts serving it.
+    ///
+    /// # Errors
+    /// [`Error::Sandbox`] when the address is not loopback or cannot be bound, or a worker
+    /// thread cannot be spawned.
+    pub fn start(data: SiteData, opts: SandboxOptions) -> crate::Result<Sandbox> {
+        let fail = |message: String| Error::Sandbox {
+            addr: opts.addr.to_string(),
+            message,
+        };
+        if !opts.addr.ip().is_loopback() {
+            return Err(fail(
+                "the sandbox only listens on loopback addresses".to_owned(),
+            ));
+        }
+        let server = tiny_http::Server::http(opts.addr).map_err(|e| fail(e.to_string()))?;
+        let addr = server
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| fail("not an IP listener".to_owned()))?;
+        let origin = format!("http://{addr}");
+        let started = std::time::Instant::now();
+        let objects = data.objects.len();
+        let site = Site::build(data, &origin);
+        tracing::info!(%addr, objects, elapsed = ?started.elapsed(), "Sandbox site prepared.");
+        let shared = Arc::new(Shared {
+            site: RwLock::new(site),
+            faults: faults::FaultBook::new(opts.faults.clone()),
+            hits: AtomicU64::new(0),
+            hit_urls: Mutex::new(HashMap::new()),
+            panics: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            stopped: (Mutex::new(false), Condvar::new()),
+            user: opts.user.clone(),
+            password: opts.password.clone(),
+            framework: opts.framework,
+            origin,
+        });
+        let server = Arc::new(server);
+        let mut sandbox = Sandbox {
+            shared,
+            threads: Vec::new(),
+            addr,
+        };
+        for n in 0..opts.threads.max(1) {
+            let (server, shared) = (Arc::clone(&server), Arc::clone(&sandbox.shared));
+            let handle = std::thread::Builder::new()
+                .name(format!("sandbox-{n}"))
+                .spawn(move || server::work(server, shared))
+                .map_err(|e| fail(format!("spawning worker thread: {e}")))?;
+            sandbox.threads.push(handle);
+        }
+        Ok(sandbox)
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT/<site_id>`.
+    pub fn site_url(&self) -> String {
+        let site = self.shared.site.read().unwrap_or_else(|p| p.into_inner());
+        format!("{}/{}", self.shared.origin, site.site_id)
+    }
+
+    /// `site_url() + "/@@API/senaite/v1"`.
+    pub fn api_url(&self) -> String {
+        format!("{}/@@API/senaite/v1", self.site_url())
+    }
+
+    /// Requests received so far (faulted ones included).
+    pub fn hits(&self) -> u64 {
+        self.shared.hits.load(Ordering::SeqCst)
+    }
+
+    /// Requests so far whose `path?query` contains `path_substring`.
+    pub fn hits_matching(&self, path_substring: &str) -> u64 {
+        let urls = self
+            .shared
+            .hit_urls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        urls.iter()
+            .filter(|(url, _)| url.contains(path_substring))
+            .map(|(_, n)| *n)
+            .sum()
+    }
+
+    /// Handler panics so far (each was answered with HTTP 500); tests should assert 0.
+    pub fn panics(&self) -> u64 {
+        self.shared.panics.load(Ordering::SeqCst)
+    }
+
+    /// Scripts another fault (checked after the earlier ones).
+    pub fn add_fault(&self, rule: FaultRule) {
+        self.shared.faults.add(rule);
+    }
+
+    /// Adds (or replaces, by uid) an object of the live site.
+    pub fn insert_object(&self, obj: SiteObject) {
+        let mut site = self.shared.site.write().unwrap_or_else(|p| p.into_inner());
+        site.insert(&obj);
+    }
+
+    /// Removes an object from the live site (unknown uids are ignored).
+    pub fn remove_object(&self, uid: &str) {
+        let mut site = self.shared.site.write().unwrap_or_else(|p| p.into_inner());
+        site.remove(uid);
+    }
+
+    /// Stops the worker threads and waits for them.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    /// Blocks until the sandbox is shut down (from another thread or by dropping it).
+    pub fn wait(&self) {
+        let (lock, signal) = &self.shared.stopped;
+        let mut stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
+        while !*stopped {
+            stopped = signal.wait(stopped).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Sets the stop flag, joins the workers and wakes `wait`ers.
+    fn stop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        for handle in self.threads.drain(..) {
+            if handle.join().is_err() {
+                tracing::error!("Sandbox worker thread panicked.");
+            }
+        }
+        let (lock, signal) = &self.shared.stopped;
+        *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        signal.notify_all();
+        let panics = self.panics();
+        if panics > 0 {
+            tracing::error!(panics, "Sandbox handlers panicked.");
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

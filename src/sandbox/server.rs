@@ -1,0 +1,284 @@
+//! The HTTP side of the sandbox: worker threads take requests from one `tiny_http` server, check
+//! basic auth, count hits, apply scripted faults, route to the v1 or plone.restapi handlers and
+//! write the reply (streaming files). A handler panic is caught, counted and answered with 500.
+
+use std::collections::HashMap;
+use std::io::{Cursor, Write as _};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::json;
+use tiny_http::{Header, Request, Response, StatusCode};
+
+use super::Framework;
+use super::faults::{FaultBook, FaultKind, ZOPE_HTML_500};
+use super::query::{Form, decode, parse_form};
+use super::reply::{Body, Reply, runtime};
+use super::site::Site;
+use super::{restapi, v1};
+
+/// How long a worker waits for a request before checking the stop flag.
+const POLL: Duration = Duration::from_millis(50);
+
+/// State shared by the workers and the [`super::Sandbox`] handle.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// The live site.
+    pub(crate) site: RwLock<Site>,
+    /// Scripted faults.
+    pub(crate) faults: FaultBook,
+    /// Requests received.
+    pub(crate) hits: AtomicU64,
+    /// Requests received by `path?query`.
+    pub(crate) hit_urls: Mutex<HashMap<String, u64>>,
+    /// Handler panics.
+    pub(crate) panics: AtomicU64,
+    /// Set to stop the workers.
+    pub(crate) stop: AtomicBool,
+    /// Signalled (with `stopped == true`) when the sandbox shuts down.
+    pub(crate) stopped: (Mutex<bool>, Condvar),
+    /// The accepted user name.
+    pub(crate) user: String,
+    /// The accepted password.
+    pub(crate) password: String,
+    /// Error style.
+    pub(crate) framework: Framework,
+    /// `http://127.0.0.1:PORT`.
+    pub(crate) origin: String,
+}
+
+/// One request as the handlers see it.
+#[derive(Debug)]
+pub(crate) struct Ctx<'a> {
+    /// HTTP method, upper case.
+    pub(crate) method: &'a str,
+    /// Percent-decoded URL path.
+    pub(crate) path: &'a str,
+    /// Raw query string (without `?`).
+    pub(crate) query: &'a str,
+    /// Decoded query pairs.
+    pub(crate) form: Form,
+    /// The authenticated user, `None` for anonymous (or wrong credentials).
+    pub(crate) user: Option<&'a str>,
+    /// The Accept header (empty when absent).
+    pub(crate) accept: String,
+    /// When the request arrived (for `_runtime`).
+    pub(crate) started: Instant,
+    /// Error style.
+    pub(crate) framework: Framework,
+    /// `http://127.0.0.1:PORT`.
+    pub(crate) origin: &'a str,
+}
+
+/// The loop of one worker thread.
+pub(crate) fn work(server: Arc<tiny_http::Server>, shared: Arc<Shared>) {
+    while !shared.stop.load(Ordering::SeqCst) {
+        match server.recv_timeout(POLL) {
+            Ok(Some(request)) => serve_one(request, &shared),
+            Ok(None) => {}
+            Err(err) => {
+                tracing::warn!(error = %err, "Sandbox failed to receive a request.");
+                std::thread::sleep(POLL);
+            }
+        }
+    }
+}
+
+/// Answers one request, applying a fault if one is scripted for it.
+fn serve_one(request: Request, shared: &Shared) {
+    let started = Instant::now();
+    let url = request.url().to_owned();
+    let (raw_path, query) = url.split_once('?').unwrap_or((url.as_str(), ""));
+    shared.hits.fetch_add(1, Ordering::SeqCst);
+    {
+        let mut urls = shared.hit_urls.lock().unwrap_or_else(|p| p.into_inner());
+        *urls.entry(url.clone()).or_insert(0) += 1;
+    }
+    let fault = shared.faults.take(raw_path, query);
+    tracing::debug!(url = %url, fault = ?fault, "Sandbox request.");
+    let reply = match fault {
+        Some(FaultKind::Drop) => {
+            // tiny_http keeps the socket open (its connection loop holds the write half), so
+            // a silent drop would leave the client hanging until its timeout. One byte that is
+            // not HTTP makes the client give up at once with a transport error and close.
+            let mut writer = request.into_writer();
+            if let Err(err) = writer.write_all(b"\0").and_then(|()| writer.flush()) {
+                tracing::debug!(error = %err, "Sandbox drop fault: client already gone.");
+            }
+            return;
+        }
+        Some(FaultKind::Status(status)) => Reply::json(
+            status,
+            &json!({"success": false, "message": format!("sandbox fault: HTTP {status}"),
+                    "_runtime": runtime(started)}),
+        ),
+        Some(FaultKind::TooManyRequests { retry_after_secs }) => Reply::json(
+            429,
+            &json!({"success": false, "message": "Too Many Requests"}),
+        )
+        .with_header("Retry-After", retry_after_secs.to_string()),
+        Some(FaultKind::Html500) => Reply {
+            status: 500,
+            content_type: "text/html; charset=utf-8".to_owned(),
+            headers: Vec::new(),
+            body: Body::Bytes(ZOPE_HTML_500.as_bytes().to_vec()),
+        },
+        Some(FaultKind::ApiError200 { message }) => Reply::json(
+            200,
+            &json!({"success": false, "message": message, "_runtime": runtime(started)}),
+        ),
+        Some(FaultKind::Slow(delay)) => {
+            std::thread::sleep(delay);
+            answer(&request, shared, raw_path, query, started)
+        }
+        Some(FaultKind::ShiftAfter { insert, remove_uid }) => {
+            let reply = answer(&request, shared, raw_path, query, started);
+            // The page is built; change the site before the client can ask for the next one.
+            let mut site = shared.site.write().unwrap_or_else(|p| p.into_inner());
+            if let Some(uid) = remove_uid {
+                site.remove(&uid);
+            }
+            if let Some(obj) = insert {
+                site.insert(&obj);
+            }
+            reply
+        }
+        None => answer(&request, shared, raw_path, query, started),
+    };
+    write_reply(request, reply);
+}
+
+/// Routes a request to its handler, catching panics.
+fn answer(
+    request: &Request,
+    shared: &Shared,
+    raw_path: &str,
+    query: &str,
+    started: Instant,
+) -> Reply {
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        route(request, shared, raw_path, query, started)
+    }));
+    match result {
+        Ok(reply) => reply,
+        Err(_) => {
+            shared.panics.fetch_add(1, Ordering::SeqCst);
+            tracing::error!(path = raw_path, "Sandbox handler panicked.");
+            Reply::json(
+                500,
+                &json!({"success": false, "message": "sandbox handler panicked"}),
+            )
+        }
+    }
+}
+
+/// Authenticates and dispatches to the v1 API or plone.restapi.
+fn route(
+    request: &Request,
+    shared: &Shared,
+    raw_path: &str,
+    query: &str,
+    started: Instant,
+) -> Reply {
+    let header = |name: &str| {
+        request
+            .headers()
+            .iter()
+            .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+            .map(|h| h.value.as_str().to_owned())
+    };
+    let user = header("Authorization")
+        .and_then(|h| basic_credentials(&h))
+        .filter(|(u, p)| *u == shared.user && *p == shared.password)
+        .map(|_| shared.user.as_str());
+    let path = decode(raw_path);
+    let ctx = Ctx {
+        method: request.method().as_str(),
+        path: &path,
+        query,
+        form: parse_form(query),
+        user,
+        accept: header("Accept").unwrap_or_default(),
+        started,
+        framework: shared.framework,
+        origin: &shared.origin,
+    };
+    let site = shared.site.read().unwrap_or_else(|p| p.into_inner());
+    let site_prefix = format!("/{}", site.site_id);
+    let api_prefix = format!("{site_prefix}/@@API/senaite/v1");
+    if let Some(rest) = path.strip_prefix(&api_prefix)
+        && (rest.is_empty() || rest.starts_with('/'))
+    {
+        return v1::handle(&ctx, &site, rest);
+    }
+    match path.strip_prefix(&site_prefix) {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+            restapi::handle(&ctx, &site, rest)
+        }
+        _ => Reply {
+            status: 404,
+            content_type: "text/plain".to_owned(),
+            headers: Vec::new(),
+            body: Body::Bytes(b"Not Found".to_vec()),
+        },
+    }
+}
+
+/// `(user, password)` of a `Basic` Authorization header.
+pub(crate) fn basic_credentials(header: &str) -> Option<(String, String)> {
+    let encoded = header
+        .strip_prefix("Basic ")
+        .or_else(|| header.strip_prefix("basic "))?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
+/// Writes a reply; file bodies are streamed.
+fn write_reply(request: Request, reply: Reply) {
+    let mut headers = Vec::with_capacity(reply.headers.len() + 1);
+    let mut all = vec![("Content-Type".to_owned(), reply.content_type)];
+    all.extend(reply.headers);
+    for (name, value) in all {
+        if let Ok(h) = Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            headers.push(h);
+        }
+    }
+    let status = StatusCode(reply.status);
+    let result = match reply.body {
+        Body::Bytes(bytes) => {
+            let len = bytes.len();
+            request.respond(Response::new(
+                status,
+                headers,
+                Cursor::new(bytes),
+                Some(len),
+                None,
+            ))
+        }
+        Body::File(path) => match std::fs::File::open(&path) {
+            Ok(file) => {
+                let len = file
+                    .metadata()
+                    .ok()
+                    .and_then(|m| usize::try_from(m.len()).ok());
+                // Content-Length rather than chunked, however big the file.
+                let response = Response::new(status, headers, file, len, None);
+                request.respond(response.with_chunked_threshold(usize::MAX))
+            }
+            Err(err) => {
+                tracing::error!(path = %path.display(), error = %err, "Sandbox blob unreadable.");
+                request.respond(Response::empty(500))
+            }
+        },
+    };
+    if let Err(err) = result {
+        tracing::debug!(error = %err, "Sandbox client went away.");
+    }
+}

@@ -1,0 +1,396 @@
+//! The one HTTP client for a SENAITE site: basic auth on every request, timeouts, a user agent,
+//! and GETs retried per [`RetryPolicy`]. It knows the three channels extract reads: the
+//! senaite.jsonapi v1 routes (`SITE/@@API/senaite/v1/...`), plone.restapi (`SITE/<path>` with
+//! `Accept: application/json`) and file downloads (`Accept: */*`). It judges every answer the
+//! same way: a 2xx status, a JSON body, and not an API error dict (`success: false` with a
+//! `message`), so an HTTP 200 error is never taken for data. It never sends a write.
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tracing::{debug, warn};
+
+use crate::error::{Error, Result};
+use crate::jsonx;
+use crate::source::credentials::Credentials;
+use crate::source::retry::{self, RetryPolicy};
+
+/// Settings of a [`SenaiteClient`].
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Site URL, e.g. `http://127.0.0.1:8081/senaite` (no trailing slash needed).
+    pub site_url: String,
+    /// Credentials (basic auth on every request).
+    pub credentials: Credentials,
+    /// Timeout for establishing a connection.
+    pub connect_timeout: Duration,
+    /// Timeout for one whole request (a large complete page can take a while).
+    pub timeout: Duration,
+    /// Retry policy for GETs.
+    pub retry: RetryPolicy,
+}
+
+impl ClientOptions {
+    /// Options with default timeouts and retries.
+    pub fn new(site_url: &str, credentials: Credentials) -> Self {
+        ClientOptions {
+            site_url: site_url.trim_end_matches('/').to_string(),
+            credentials,
+            connect_timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(600),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// A client for one SENAITE site. Cheap to clone.
+#[derive(Clone)]
+pub struct SenaiteClient {
+    http: reqwest::blocking::Client,
+    site_url: String,
+    api_url: String,
+    origin: String,
+    credentials: Credentials,
+    retry: RetryPolicy,
+}
+
+/// How an answer's body is judged.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    Json,
+    Bytes,
+}
+
+impl SenaiteClient {
+    /// Builds the client.
+    ///
+    /// # Errors
+    /// When the URL is not http(s) or the HTTP client cannot be built.
+    pub fn new(opts: ClientOptions) -> Result<Self> {
+        let site_url = opts.site_url.trim_end_matches('/').to_string();
+        let origin = origin_of(&site_url).ok_or_else(|| {
+            Error::Usage(format!(
+                "{site_url} is not an http(s) URL of a SENAITE site"
+            ))
+        })?;
+        let http = reqwest::blocking::Client::builder()
+            .connect_timeout(opts.connect_timeout)
+            .timeout(opts.timeout)
+            .user_agent(concat!("senaite-sync/", env!("CARGO_PKG_VERSION")))
+            .pool_max_idle_per_host(16)
+            .build()
+            .map_err(|source| Error::Http {
+                method: "GET",
+                url: site_url.clone(),
+                source,
+            })?;
+        Ok(SenaiteClient {
+            http,
+            api_url: format!("{site_url}/@@API/senaite/v1"),
+            site_url,
+            origin,
+            credentials: opts.credentials,
+            retry: opts.retry,
+        })
+    }
+
+    /// The site URL.
+    pub fn site_url(&self) -> &str {
+        &self.site_url
+    }
+
+    /// The senaite.jsonapi v1 base URL.
+    pub fn api_url(&self) -> &str {
+        &self.api_url
+    }
+
+    /// `scheme://host[:port]` of the site.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// `host[:port]` of the site (for netrc look-ups and messages).
+    pub fn host(&self) -> &str {
+        self.origin.split("://").nth(1).unwrap_or(&self.origin)
+    }
+
+    /// The user name in use.
+    pub fn user(&self) -> &str {
+        &self.credentials.user
+    }
+
+    /// GET a senaite.jsonapi v1 route (relative to the API base, e.g. `search`).
+    ///
+    /// # Errors
+    /// Transport errors after retries, non-2xx statuses, non-JSON bodies and API error dicts.
+    pub fn api_get(&self, route: &str, query: &[(&str, String)]) -> Result<Value> {
+        let url = format!("{}/{}", self.api_url, route.trim_start_matches('/'));
+        self.get_json(&url, query)
+    }
+
+    /// GET a plone.restapi resource: `path` is a physical path (`/senaite/clients/c-1`) or a
+    /// site-relative endpoint such as `@users`.
+    ///
+    /// # Errors
+    /// As [`SenaiteClient::api_get`].
+    pub fn rest_get(&self, path: &str, query: &[(&str, String)]) -> Result<Value> {
+        let url = if path.starts_with('/') {
+            format!("{}{}", self.origin, path)
+        } else {
+            format!("{}/{}", self.site_url, path)
+        };
+        self.get_json(&url, query)
+    }
+
+    /// GET any JSON URL with retries.
+    ///
+    /// # Errors
+    /// As [`SenaiteClient::api_get`].
+    pub fn get_json(&self, url: &str, query: &[(&str, String)]) -> Result<Value> {
+        let shown = display_url(url, query);
+        let body = self.get_with_retry(url, query, Expect::Json, &shown, |resp| {
+            let mut bytes = Vec::new();
+            let mut resp = resp;
+            resp.read_to_end(&mut bytes)
+                .map_err(|e| Error::read(&shown, e))?;
+            Ok(bytes)
+        })?;
+        let value = jsonx::parse_lenient(&body).map_err(|e| Error::BadResponse {
+            url: shown.clone(),
+            message: format!("body is not JSON ({e}): {}", snippet(&body)),
+        })?;
+        if let Some(message) = api_error_message(&value) {
+            return Err(Error::Api {
+                url: shown,
+                message,
+            });
+        }
+        Ok(value)
+    }
+
+    /// Streams a download into `sink`. The whole download is retried when the transfer fails
+    /// part way, so `sink` must start over on each call (the blob store does).
+    ///
+    /// # Errors
+    /// Transport errors after retries, non-2xx statuses, or the sink's error.
+    pub fn download<T>(
+        &self,
+        url: &str,
+        mut sink: impl FnMut(&mut dyn Read) -> Result<T>,
+    ) -> Result<T> {
+        let shown = display_url(url, &[]);
+        self.get_with_retry(url, &[], Expect::Bytes, &shown, |mut resp| sink(&mut resp))
+    }
+
+    fn get_with_retry<T>(
+        &self,
+        url: &str,
+        query: &[(&str, String)],
+        expect: Expect,
+        shown: &str,
+        mut consume: impl FnMut(reqwest::blocking::Response) -> Result<T>,
+    ) -> Result<T> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let started = Instant::now();
+            let (err, retry_after) = match self.send(url, query, expect) {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    if (200..300).contains(&status) {
+                        match consume(resp) {
+                            Ok(v) => {
+                                debug!(url = %shown, elapsed_ms = started.elapsed().as_millis() as u64, "GET done.");
+                                return Ok(v);
+                            }
+                            // A body cut off mid-transfer is a transport failure: retry.
+                            Err(e) if is_io_failure(&e) => (e, None),
+                            Err(e) => return Err(e),
+                        }
+                    } else {
+                        let retry_after = resp
+                            .headers()
+                            .get(reqwest::header::RETRY_AFTER)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(retry::parse_retry_after);
+                        let body = resp.bytes().map(|b| b.to_vec()).unwrap_or_default();
+                        let err = self.status_error(shown, status, &body);
+                        let api_body = jsonx::parse_lenient(&body)
+                            .ok()
+                            .is_some_and(|v| is_application_error_body(&v));
+                        if !retry::is_retryable_status(status, api_body) {
+                            return Err(err);
+                        }
+                        (err, retry_after)
+                    }
+                }
+                Err(source) => {
+                    let retryable = retry::is_retryable_transport(&source);
+                    let err = Error::Http {
+                        method: "GET",
+                        url: shown.to_string(),
+                        source,
+                    };
+                    if !retryable {
+                        return Err(err);
+                    }
+                    (err, None)
+                }
+            };
+            if attempt >= self.retry.max_attempts {
+                return Err(err);
+            }
+            let delay = self.retry.delay(attempt, retry_after);
+            warn!(url = %shown, attempt, ?delay, error = %err, "Retrying transient failure.");
+            std::thread::sleep(delay);
+        }
+    }
+
+    fn send(
+        &self,
+        url: &str,
+        query: &[(&str, String)],
+        expect: Expect,
+    ) -> std::result::Result<reqwest::blocking::Response, reqwest::Error> {
+        let accept = match expect {
+            Expect::Json => "application/json",
+            Expect::Bytes => "*/*",
+        };
+        self.http
+            .get(url)
+            .query(query)
+            .basic_auth(
+                &self.credentials.user,
+                Some(self.credentials.password.expose()),
+            )
+            .header(reqwest::header::ACCEPT, accept)
+            .send()
+    }
+
+    fn status_error(&self, shown: &str, status: u16, body: &[u8]) -> Error {
+        if status == 401 {
+            return Error::Unauthorized {
+                url: shown.to_string(),
+                user: self.credentials.user.clone(),
+            };
+        }
+        let detail = jsonx::parse_lenient(body)
+            .ok()
+            .and_then(|v| {
+                api_error_message(&v)
+                    .or_else(|| v.get("message").and_then(Value::as_str).map(str::to_string))
+            })
+            .or_else(|| (!body.is_empty()).then(|| snippet(body)));
+        Error::HttpStatus {
+            method: "GET",
+            url: shown.to_string(),
+            status,
+            detail,
+        }
+    }
+}
+
+fn is_io_failure(e: &Error) -> bool {
+    matches!(e, Error::Read { .. })
+}
+
+/// The message of an API error dict: `success == false` together with a `message` key
+/// (plone.restapi errors have `type` + `message` and no `success`; they arrive with a 4xx/5xx).
+pub fn api_error_message(v: &Value) -> Option<String> {
+    let obj = v.as_object()?;
+    if obj.get("success") == Some(&Value::Bool(false)) {
+        let msg = obj.get("message")?;
+        return Some(
+            msg.as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| msg.to_string()),
+        );
+    }
+    None
+}
+
+/// Whether an error body comes from the application (senaite.jsonapi's error dict, or
+/// plone.restapi's `{"type", "message"}`), i.e. a deterministic error a retry cannot fix, as
+/// opposed to a proxy's or an overloaded server's page.
+pub fn is_application_error_body(v: &Value) -> bool {
+    api_error_message(v).is_some()
+        || v.get("type").and_then(Value::as_str).is_some() && v.get("message").is_some()
+}
+
+/// `scheme://host[:port]` of a URL.
+pub fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let host = rest.split('/').next().filter(|h| !h.is_empty())?;
+    if host.contains('@') {
+        return None;
+    }
+    Some(format!("{scheme}://{host}"))
+}
+
+/// A URL with its query, for messages and logs (never carries credentials: they travel in a
+/// header, and URLs with user info are refused).
+fn display_url(url: &str, query: &[(&str, String)]) -> String {
+    if query.is_empty() {
+        return url.to_string();
+    }
+    let q: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("{url}?{}", q.join("&"))
+}
+
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut s: String = one_line.chars().take(160).collect();
+    if one_line.chars().count() > 160 {
+        s.push('…');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn api_errors_are_recognised_in_both_framework_styles() {
+        assert_eq!(
+            api_error_message(&json!({"success": false, "message": "boom", "_runtime": 0.1})),
+            Some("boom".into())
+        );
+        assert_eq!(
+            api_error_message(&json!({"success": false, "message": "x", "type": "APIError"})),
+            Some("x".into())
+        );
+        assert_eq!(api_error_message(&json!({"success": false})), None);
+        assert_eq!(
+            api_error_message(&json!({"success": true, "message": "x"})),
+            None
+        );
+        assert_eq!(api_error_message(&json!({"items": []})), None);
+    }
+
+    #[test]
+    fn origins() {
+        assert_eq!(
+            origin_of("http://127.0.0.1:8081/senaite"),
+            Some("http://127.0.0.1:8081".into())
+        );
+        assert_eq!(
+            origin_of("https://lims.example/x/"),
+            Some("https://lims.example".into())
+        );
+        assert_eq!(origin_of("ftp://x/y"), None);
+        assert_eq!(origin_of("http://admin:pw@host/senaite"), None);
+    }
+
+    #[test]
+    fn snippets_are_short_single_lines() {
+        let s = snippet(format!("<html>\n{}\n</html>", "x".repeat(500)).as_bytes());
+        assert!(s.len() < 200 && !s.contains('\n'));
+    }
+}

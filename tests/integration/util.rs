@@ -1,0 +1,49 @@
+//! Small helpers shared by the integration tests: a temporary work directory per test and the
+//! path of the repository's fixtures.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// A temporary directory named after the test, removed when dropped.
+pub struct TestDir {
+    dir: tempfile::TempDir,
+}
+
+impl TestDir {
+    /// A fresh directory whose name starts with `name`.
+    pub fn new(name: &str) -> TestDir {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("senaite-sync-{name}-"))
+            .tempdir()
+            .unwrap();
+        TestDir { dir }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A path inside the directory.
+    pub fn join(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Writes a file (creating parents) and returns its path.
+    pub fn write(&self, rel: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+}
+
+/// `data/fixtures/<rel>` of the repository.
+pub fn fixture_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data/fixtures")
+        .join(rel)
+}
