@@ -35,6 +35,7 @@ pub(crate) fn assemble(
     out: &Path,
     mut parts: SnapshotParts,
     site_records: Option<&SiteRecords>,
+    catalogs: &[Value],
     origin: &str,
 ) -> Result<Manifest> {
     let units = staging.units_under("units")?;
@@ -81,6 +82,9 @@ pub(crate) fn assemble(
         }
     }
     check_counts(&announced, &parts.counts, &mut parts.notes);
+    writer
+        .raw("site")?
+        .write_value(&serde_json::json!({"kind": "catalogs", "items": catalogs}))?;
     if let Some(site) = site_records {
         write_site(&mut writer, site, origin)?;
     }

@@ -40,6 +40,9 @@ pub struct Listing {
     pub announced: u64,
     /// Types some catalog maps (Archetypes); the others are Dexterity or unmapped.
     pub at_types: BTreeSet<String>,
+    /// The catalogs as `/catalogs` describes them, plus `uid_catalog`.
+    #[serde(default)]
+    pub catalogs: Vec<Value>,
 }
 
 /// Reads the complete listing of the site.
@@ -65,6 +68,7 @@ pub fn list_site(client: &SenaiteClient) -> Result<Listing> {
             objects,
             announced,
             at_types: BTreeSet::new(),
+            catalogs: Vec::new(),
         };
         if complete {
             break;
@@ -76,7 +80,8 @@ pub fn list_site(client: &SenaiteClient) -> Result<Listing> {
             "Listing did not add up; reading it again."
         );
     }
-    last.at_types = at_types(client)?;
+    last.catalogs = catalogs(client)?;
+    last.at_types = at_types(&last.catalogs);
     info!(objects = last.objects.len(), "Listed the site.");
     Ok(last)
 }
@@ -102,17 +107,39 @@ fn dedupe(items: &[Value]) -> Vec<Listed> {
     by_uid.into_values().collect()
 }
 
-fn at_types(client: &SenaiteClient) -> Result<BTreeSet<String>> {
+fn catalogs(client: &SenaiteClient) -> Result<Vec<Value>> {
     let body = client.api_get("catalogs", &[])?;
-    let items = body
-        .get("items")
-        .and_then(Value::as_array)
-        .ok_or_else(|| Error::BadResponse {
+    let mut items = match body {
+        Value::Object(mut m) => match m.remove("items") {
+            Some(Value::Array(items)) => items,
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    };
+    if items.is_empty() {
+        return Err(Error::BadResponse {
             url: format!("{}/catalogs", client.api_url()),
-            message: "no items".into(),
-        })?;
+            message: "no catalogs listed".into(),
+        });
+    }
+    // `/catalogs` hides uid_catalog; it is readable by id.
+    if let Ok(mut uid_catalog) = client.api_get("catalogs/uid_catalog", &[]) {
+        if let Value::Object(m) = &mut uid_catalog {
+            m.remove("_runtime");
+        }
+        items.push(uid_catalog);
+    }
+    for c in &mut items {
+        if let Value::Object(m) = c {
+            m.remove("_runtime");
+        }
+    }
+    Ok(items)
+}
+
+fn at_types(catalogs: &[Value]) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    for c in items {
+    for c in catalogs {
         for t in c
             .get("portal_types")
             .and_then(Value::as_array)
@@ -124,7 +151,7 @@ fn at_types(client: &SenaiteClient) -> Result<BTreeSet<String>> {
             }
         }
     }
-    Ok(out)
+    out
 }
 
 /// The physical path of the site root from its URL (`http://h/senaite` -> `/senaite`).

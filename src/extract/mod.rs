@@ -247,7 +247,14 @@ pub fn run(opts: &ExtractOptions, progress: &Progress) -> Result<ExtractReport> 
         started_at,
         ..Default::default()
     };
-    let manifest = assemble::assemble(&staging, &opts.out, parts, site.as_ref(), client.origin())?;
+    let manifest = assemble::assemble(
+        &staging,
+        &opts.out,
+        parts,
+        site.as_ref(),
+        &listing.catalogs,
+        client.origin(),
+    )?;
     spinner.finish_and_clear();
     staging.remove()?;
     let objects: u64 = manifest.counts.values().sum();

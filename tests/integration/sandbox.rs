@@ -704,7 +704,7 @@ fn serves_100k_objects_quickly() {
         );
         // Count records without parsing (a debug-built JSON parser would dominate the time).
         let body = resp.bytes().unwrap();
-        seen += body.windows(14).filter(|w| w == b"\"workflow_info\"").count();
+        seen += body.windows(15).filter(|w| w == b"\"workflow_info\"").count();
         b_start += 1000;
     }
     let paging = t.elapsed();
