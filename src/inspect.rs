@@ -245,10 +245,11 @@ fn widen(range: &mut Option<(String, String)>, v: Option<&str>) {
 fn reference_targets(v: &Value, out: &mut Vec<String>) {
     match v {
         Value::Object(m) => {
-            if let Some(Value::String(u)) = m.get("uid") {
-                if u.len() == 32 && u.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    out.push(u.clone());
-                }
+            if let Some(Value::String(u)) = m.get("uid")
+                && u.len() == 32
+                && u.bytes().all(|b| b.is_ascii_hexdigit())
+            {
+                out.push(u.clone());
             }
             m.values().for_each(|x| reference_targets(x, out));
         }

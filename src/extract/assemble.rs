@@ -56,7 +56,7 @@ pub(crate) fn assemble(
         .chain([bucket_dir.join("other")])
         .collect();
     for round in names.chunks(BUCKETS_PER_ROUND) {
-        let built: Vec<Result<Vec<(Value, Option<Value>, ObjectRows)>>> =
+        let built: Vec<Result<Vec<Built>>> =
             round.par_iter().map(|p| build_bucket(p, origin)).collect();
         for bucket in built {
             for (raw_v1, raw_rest, rows) in bucket? {
@@ -71,10 +71,10 @@ pub(crate) fn assemble(
                     });
                 }
                 for b in &rows.blobs {
-                    if let Some(sha) = b[5].as_str() {
-                        if blob_shas.insert(sha.to_string()) {
-                            blob_bytes += b[4].as_int().unwrap_or(0) as u64;
-                        }
+                    if let Some(sha) = b[5].as_str()
+                        && blob_shas.insert(sha.to_string())
+                    {
+                        blob_bytes += b[4].as_int().unwrap_or(0) as u64;
                     }
                 }
                 write_object(&mut writer, raw_v1, raw_rest, rows)?;
@@ -154,6 +154,7 @@ fn bucket_of(uid: &str) -> String {
     }
 }
 
+/// One object's verbatim v1 record, plone.restapi answers and rows.
 type Built = (Value, Option<Value>, ObjectRows);
 
 fn build_bucket(path: &Path, origin: &str) -> Result<Vec<Built>> {

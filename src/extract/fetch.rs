@@ -323,7 +323,11 @@ fn fetch_blobs(ctx: &FetchContext, cap: &ObjectCapture) -> Result<Vec<BlobRef>> 
 fn is_application_error(e: &Error) -> bool {
     match e {
         Error::Api { .. } => true,
-        Error::HttpStatus { status, .. } => *status != 401 && *status != 429,
+        // 5xx other than 500 (502-504 after retries) mean the server is unavailable, not that
+        // this object is unreadable: the unit fails and a re-run resumes it.
+        Error::HttpStatus { status, .. } => {
+            (400..=500).contains(status) && ![401, 408, 429].contains(status)
+        }
         _ => false,
     }
 }

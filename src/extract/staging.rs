@@ -112,10 +112,10 @@ impl Staging {
                 let p = entry.path();
                 if p.is_dir() {
                     stack.push(p);
-                } else if p.to_string_lossy().ends_with(".jsonl.zst") {
-                    if let Ok(rel) = p.strip_prefix(&self.root) {
-                        out.push(rel.to_string_lossy().into_owned());
-                    }
+                } else if p.to_string_lossy().ends_with(".jsonl.zst")
+                    && let Ok(rel) = p.strip_prefix(&self.root)
+                {
+                    out.push(rel.to_string_lossy().into_owned());
                 }
             }
         }

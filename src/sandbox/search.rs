@@ -99,6 +99,14 @@ impl Site {
             },
             (_, None) => (index.members.as_slice(), true),
         };
+        if types.len() <= 1 && path.is_none() && terms.is_empty() && sorted {
+            // The per-type (or per-catalog) list is the answer: no per-object work.
+            let mut slots = base.to_vec();
+            if sort_on.is_some() && req.descending {
+                slots.reverse();
+            }
+            return Ok(Found { slots });
+        }
         let type_set: HashSet<&str> = types.iter().copied().collect();
         let mut slots: Vec<u32> = Vec::new();
         for slot in base {

@@ -114,6 +114,16 @@ impl Snapshot {
     }
 }
 
+/// The site root's physical path (`/senaite`) of the snapshot's source.
+pub fn manifest_site_path(m: &Manifest) -> String {
+    let url = &m.source.site_url;
+    let after = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    match after.split_once('/') {
+        Some((_, p)) => format!("/{}", p.trim_end_matches('/')),
+        None => "/".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,15 +178,5 @@ mod tests {
             err.contains("users.parquet") && err.contains("missing"),
             "{err}"
         );
-    }
-}
-
-/// The site root's physical path (`/senaite`) of the snapshot's source.
-pub fn manifest_site_path(m: &Manifest) -> String {
-    let url = &m.source.site_url;
-    let after = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
-    match after.split_once('/') {
-        Some((_, p)) => format!("/{}", p.trim_end_matches('/')),
-        None => "/".to_string(),
     }
 }

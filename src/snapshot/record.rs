@@ -215,10 +215,10 @@ pub fn strip_origin(value: &mut Value, origin: &str) {
     }
     match value {
         Value::String(s) => {
-            if let Some(rest) = s.strip_prefix(origin) {
-                if rest.is_empty() || rest.starts_with('/') {
-                    *s = rest.to_string();
-                }
+            if let Some(rest) = s.strip_prefix(origin)
+                && (rest.is_empty() || rest.starts_with('/'))
+            {
+                *s = rest.to_string();
             }
         }
         Value::Array(items) => items.iter_mut().for_each(|v| strip_origin(v, origin)),
@@ -380,13 +380,14 @@ fn history_row(
             }
         }
     }
-    if let Some(x) = exact {
-        if x.action.is_some() && get("action").is_none() {
-            extra.insert(
-                "restapi_action".into(),
-                Value::from(x.action.clone().unwrap_or_default()),
-            );
-        }
+    if let Some(x) = exact
+        && x.action.is_some()
+        && get("action").is_none()
+    {
+        extra.insert(
+            "restapi_action".into(),
+            Value::from(x.action.clone().unwrap_or_default()),
+        );
     }
     vec![
         Cell::s(uid),

@@ -612,13 +612,13 @@ fn cell_at(kind: Kind, col: &ArrayRef, r: usize) -> Cell {
         }
         Kind::StrList => {
             let mut out = Vec::new();
-            if let Some(a) = col.as_any().downcast_ref::<ListArray>() {
-                if !null {
-                    let values = a.value(r);
-                    if let Some(s) = values.as_any().downcast_ref::<StringArray>() {
-                        for j in 0..s.len() {
-                            out.push(s.value(j).to_string());
-                        }
+            if let Some(a) = col.as_any().downcast_ref::<ListArray>()
+                && !null
+            {
+                let values = a.value(r);
+                if let Some(s) = values.as_any().downcast_ref::<StringArray>() {
+                    for j in 0..s.len() {
+                        out.push(s.value(j).to_string());
                     }
                 }
             }
@@ -665,10 +665,10 @@ mod tests {
                 vec![
                     Cell::s(format!("{i:032x}")),
                     Cell::s("Principal"),
-                    Cell::opt(if i % 2 == 0 {
-                        Some("user")
+                    Cell::Str(if i % 2 == 0 {
+                        Some("user".to_string())
                     } else {
-                        None::<String>
+                        None
                     }),
                     Cell::StrList(vec!["Owner".into(), format!("R{i}")]),
                     Cell::StrList(vec![]),

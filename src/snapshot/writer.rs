@@ -189,7 +189,7 @@ mod tests {
     #[test]
     fn rfc3339_formatting() {
         assert_eq!(rfc3339_from_unix(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339_from_unix(1_795_000_000), "2026-11-18T09:46:40Z");
+        assert_eq!(rfc3339_from_unix(1_795_000_000), "2026-11-18T11:06:40Z");
         assert_eq!(rfc3339_from_unix(951_782_400), "2000-02-29T00:00:00Z");
     }
 

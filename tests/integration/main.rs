@@ -1,4 +1,8 @@
-//! The one integration-test binary.
+//! The one integration-test binary (ripgrep/xsv style): every integration module links once.
 
+// Test helpers outside #[test] functions may unwrap too: a panic is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod extract;
 mod sandbox;
 mod util;

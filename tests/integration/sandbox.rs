@@ -152,7 +152,8 @@ fn diff(real: &Value, ours: &Value, at: &str, out: &mut Vec<String>) {
             }
         }
         (Value::String(r), Value::String(o)) if r.contains('?') && r.starts_with("http") => {
-            if normal_url(r) != normal_url(o) {
+            let (a, b) = (normal_url(r), normal_url(o));
+            if a != b {
                 out.push(format!("{at}: url {r} != {o}"));
             }
         }
@@ -704,11 +705,16 @@ fn serves_100k_objects_quickly() {
         );
         // Count records without parsing (a debug-built JSON parser would dominate the time).
         let body = resp.bytes().unwrap();
-        seen += body.windows(15).filter(|w| w == b"\"workflow_info\"").count();
+        seen += body
+            .windows(15)
+            .filter(|w| w == b"\"workflow_info\"")
+            .count();
         b_start += 1000;
     }
     let paging = t.elapsed();
     assert_eq!(seen, n);
-    eprintln!("generate {generate:?}, start-up {startup:?}, {n} complete records paged in {paging:?}");
+    eprintln!(
+        "generate {generate:?}, start-up {startup:?}, {n} complete records paged in {paging:?}"
+    );
     assert!(paging < Duration::from_secs(60));
 }
