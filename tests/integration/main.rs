@@ -3,9 +3,7 @@
 // Test helpers outside #[test] functions may unwrap too: a panic is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod e2e_real;
 mod extract;
-mod formats;
 mod schemas;
 mod sandbox;
 mod util;
