@@ -11,6 +11,7 @@ pub mod data;
 pub mod faults;
 pub mod fixtures;
 pub mod load;
+pub mod synth;
 mod query;
 mod reply;
 mod restapi;
