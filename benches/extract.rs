@@ -21,7 +21,11 @@ fn main() {
         .skip(1)
         .filter_map(|a| a.parse().ok())
         .collect();
-    let sizes = if sizes.is_empty() { vec![10_000, 100_000] } else { sizes };
+    let sizes = if sizes.is_empty() {
+        vec![10_000, 100_000]
+    } else {
+        sizes
+    };
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let status = Command::new("cargo")
         .args(["build", "--release", "--bin", "senaite-sync"])
@@ -31,12 +35,25 @@ fn main() {
     assert!(status.success());
     let bin = root.join("target/release/senaite-sync");
     let base = site_from_snapshot(&root.join("data/demo")).unwrap();
-    println!("{:>8} {:<22} {:>9} {:>11} {:>10}", "objects", "mode", "seconds", "objects/s", "peak RSS");
+    println!(
+        "{:>8} {:<22} {:>9} {:>11} {:>10}",
+        "objects", "mode", "seconds", "objects/s", "peak RSS"
+    );
     for n in sizes {
         let site = synthesize(&base, n);
-        let sb = Sandbox::start(site, SandboxOptions { threads: 4, ..SandboxOptions::default() }).unwrap();
+        let sb = Sandbox::start(
+            site,
+            SandboxOptions {
+                threads: 4,
+                ..SandboxOptions::default()
+            },
+        )
+        .unwrap();
         for (mode, args) in [
-            ("v1 channel only", &["--history", "v1", "--local-roles", "none"][..]),
+            (
+                "v1 channel only",
+                &["--history", "v1", "--local-roles", "none"][..],
+            ),
             ("default (exact history)", &[][..]),
         ] {
             let out = tempfile::tempdir().unwrap();

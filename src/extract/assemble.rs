@@ -82,6 +82,7 @@ pub(crate) fn assemble(
         }
     }
     check_counts(&announced, &parts.counts, &mut parts.notes);
+    parts.notes = collapse_notes(std::mem::take(&mut parts.notes));
     writer
         .raw("site")?
         .write_value(&serde_json::json!({"kind": "catalogs", "items": catalogs}))?;
@@ -267,6 +268,33 @@ fn write_site(w: &mut SnapshotWriter, site: &SiteRecords, origin: &str) -> Resul
     Ok(())
 }
 
+/// Notes repeated for many objects (the same kind and message) collapse into one that counts
+/// them, so a manifest stays readable on a site of a million objects.
+fn collapse_notes(notes: Vec<Note>) -> Vec<Note> {
+    const KEEP_INDIVIDUALLY: usize = 20;
+    let mut groups: BTreeMap<(String, String), Vec<Note>> = BTreeMap::new();
+    for n in notes {
+        groups
+            .entry((n.kind.clone(), n.message.clone()))
+            .or_default()
+            .push(n);
+    }
+    let mut out = Vec::new();
+    for ((kind, message), mut group) in groups {
+        if group.len() <= KEEP_INDIVIDUALLY {
+            out.append(&mut group);
+        } else {
+            group.sort();
+            out.push(Note {
+                kind,
+                subject: format!("{} objects, the first {}", group.len(), group[0].subject),
+                message,
+            });
+        }
+    }
+    out
+}
+
 fn check_counts(
     announced: &BTreeMap<String, u64>,
     got: &BTreeMap<String, u64>,
@@ -287,6 +315,20 @@ fn check_counts(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn many_equal_notes_collapse_into_one() {
+        let note = |s: &str| Note {
+            kind: "k".into(),
+            subject: s.into(),
+            message: "m".into(),
+        };
+        let many: Vec<Note> = (0..50).map(|i| note(&format!("u{i:02}"))).collect();
+        let out = collapse_notes(many);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].subject, "50 objects, the first u00");
+        assert_eq!(collapse_notes(vec![note("a"), note("b")]).len(), 2);
+    }
 
     #[test]
     fn buckets_by_uid_prefix() {

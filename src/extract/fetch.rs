@@ -248,7 +248,7 @@ fn add_extras(ctx: &FetchContext, cap: &mut ObjectCapture, has_workflow: bool) -
         match ctx.client.rest_get(&format!("{}/@history", cap.path), &[]) {
             Ok(v) => cap.history = Some(v),
             Err(e) if is_application_error(&e) => {
-                warn!(uid = %cap.uid, error = %e, "No exact review history; whole seconds kept.");
+                debug!(uid = %cap.uid, error = %e, "No exact review history; whole seconds kept.");
             }
             Err(e) => return Err(e),
         }
@@ -262,7 +262,7 @@ fn add_extras(ctx: &FetchContext, cap: &mut ObjectCapture, has_workflow: bool) -
         match ctx.client.rest_get(&format!("{}/@sharing", cap.path), &[]) {
             Ok(v) => cap.sharing = Some(v),
             Err(e) if is_application_error(&e) => {
-                warn!(uid = %cap.uid, error = %e, "Local roles unreadable.");
+                debug!(uid = %cap.uid, error = %e, "Local roles unreadable.");
             }
             Err(e) => return Err(e),
         }

@@ -372,12 +372,13 @@ fn run_units(
     if done > 0 {
         info!(units = done, "Resuming: skipping finished units.");
     }
+    let ticker = Ticker::new(bar);
     let results: Vec<(String, Result<fetch::UnitOutcome>)> = pool.install(|| {
         todo.par_iter()
             .map(|u| {
                 let r = fetch::run_unit(ctx, u);
                 if let Ok(o) = &r {
-                    bar.inc(o.objects);
+                    ticker.add(o.objects);
                 }
                 (u.name(), r)
             })
@@ -397,6 +398,46 @@ fn run_units(
         });
     }
     Ok(done)
+}
+
+/// Advances the bar, and where no bar is drawn (CI, logs to a file) logs progress every few
+/// seconds instead.
+struct Ticker<'a> {
+    bar: &'a indicatif::ProgressBar,
+    last: std::sync::Mutex<Instant>,
+}
+
+impl<'a> Ticker<'a> {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    fn new(bar: &'a indicatif::ProgressBar) -> Self {
+        Ticker {
+            bar,
+            last: std::sync::Mutex::new(Instant::now()),
+        }
+    }
+
+    fn add(&self, n: u64) {
+        self.bar.inc(n);
+        if !self.bar.is_hidden() {
+            return;
+        }
+        if let Ok(mut last) = self.last.lock()
+            && last.elapsed() >= Self::EVERY
+        {
+            *last = Instant::now();
+            let (pos, len) = (self.bar.position(), self.bar.length().unwrap_or(0));
+            let rate = self.bar.per_sec();
+            let eta = self.bar.eta().as_secs();
+            info!(
+                done = pos,
+                total = len,
+                per_sec = rate as u64,
+                eta_s = eta,
+                "Extracting objects."
+            );
+        }
+    }
 }
 
 fn error_chain(e: &Error) -> String {

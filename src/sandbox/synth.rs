@@ -16,7 +16,12 @@ const SAMPLES_PER_CLIENT: usize = 100;
 /// A site of `total` objects: the base site's objects, plus synthetic clients, contacts, samples
 /// and analyses. Returns the base unchanged when it lacks a template type or is already larger.
 pub fn synthesize(base: &SiteData, total: usize) -> SiteData {
-    let template = |pt: &str| base.objects.iter().find(|o| o.record["portal_type"] == pt).cloned();
+    let template = |pt: &str| {
+        base.objects
+            .iter()
+            .find(|o| o.record["portal_type"] == pt)
+            .cloned()
+    };
     let (Some(client), Some(contact), Some(sample), Some(analysis)) = (
         template("Client"),
         template("Contact"),
@@ -38,11 +43,23 @@ pub fn synthesize(base: &SiteData, total: usize) -> SiteData {
         c += 1;
         let client_path = format!("{clients_root}/synth-client-{c}");
         let client_uid = next_uid();
-        site.objects.push(clone_as(&client, &client_uid, &client_path, &format!("Synthetic client {c}"), c));
+        site.objects.push(clone_as(
+            &client,
+            &client_uid,
+            &client_path,
+            &format!("Synthetic client {c}"),
+            c,
+        ));
         for k in 1..=2 {
             let uid = next_uid();
             let p = format!("{client_path}/contact-{k}");
-            site.objects.push(clone_as(&contact, &uid, &p, &format!("Contact {k} of client {c}"), c));
+            site.objects.push(clone_as(
+                &contact,
+                &uid,
+                &p,
+                &format!("Contact {k} of client {c}"),
+                c,
+            ));
         }
         for s in 1..=SAMPLES_PER_CLIENT {
             if site.objects.len() >= total {
@@ -50,11 +67,18 @@ pub fn synthesize(base: &SiteData, total: usize) -> SiteData {
             }
             let sample_uid = next_uid();
             let sp = format!("{client_path}/S{c:04}-{s:04}");
-            site.objects.push(clone_as(&sample, &sample_uid, &sp, &format!("S{c:04}-{s:04}"), s));
+            site.objects.push(clone_as(
+                &sample,
+                &sample_uid,
+                &sp,
+                &format!("S{c:04}-{s:04}"),
+                s,
+            ));
             for a in 1..=ANALYSES_PER_SAMPLE {
                 let uid = next_uid();
                 let ap = format!("{sp}/analysis-{a}");
-                site.objects.push(clone_as(&analysis, &uid, &ap, &format!("Analysis {a}"), a));
+                site.objects
+                    .push(clone_as(&analysis, &uid, &ap, &format!("Analysis {a}"), a));
             }
         }
     }
@@ -70,7 +94,10 @@ fn splitmix64(x: u64) -> u64 {
 }
 
 fn parent_path(o: &SiteObject) -> String {
-    o.record["parent_path"].as_str().unwrap_or("/senaite/clients").to_string()
+    o.record["parent_path"]
+        .as_str()
+        .unwrap_or("/senaite/clients")
+        .to_string()
 }
 
 fn clone_as(t: &SiteObject, uid: &str, path: &str, title: &str, seq: usize) -> SiteObject {
@@ -88,10 +115,20 @@ fn clone_as(t: &SiteObject, uid: &str, path: &str, title: &str, seq: usize) -> S
         r.insert("title".into(), Value::from(title));
         r.insert("path".into(), Value::from(path));
         r.insert("parent_path".into(), Value::from(parent));
-        r.insert("parent_id".into(), Value::from(parent.rsplit('/').next().unwrap_or("")));
+        r.insert(
+            "parent_id".into(),
+            Value::from(parent.rsplit('/').next().unwrap_or("")),
+        );
         r.insert("url".into(), Value::from(format!("{origin}{path}")));
         // Distinct creation times keep the `created` sort stable, as on a real site.
-        let created = format!("2025-{:02}-{:02}T{:02}:{:02}:{:02}+00:00", seq % 12 + 1, seq % 28 + 1, seq % 24, seq % 60, (seq / 60) % 60);
+        let created = format!(
+            "2025-{:02}-{:02}T{:02}:{:02}:{:02}+00:00",
+            seq % 12 + 1,
+            seq % 28 + 1,
+            seq % 24,
+            seq % 60,
+            (seq / 60) % 60
+        );
         r.insert("created".into(), Value::from(created));
     }
     if let Some(Value::Object(rest)) = &mut o.restapi {
@@ -130,8 +167,11 @@ mod tests {
         };
         let site = synthesize(&base, 1234);
         assert_eq!(site.objects.len(), 1234);
-        let uids: std::collections::BTreeSet<&str> =
-            site.objects.iter().map(|o| o.record["uid"].as_str().unwrap()).collect();
+        let uids: std::collections::BTreeSet<&str> = site
+            .objects
+            .iter()
+            .map(|o| o.record["uid"].as_str().unwrap())
+            .collect();
         assert_eq!(uids.len(), 1234 - 3, "template uids are all \"x\"");
         let again = synthesize(&base, 1234);
         assert_eq!(again.objects[700].record, site.objects[700].record);

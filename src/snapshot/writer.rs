@@ -52,6 +52,7 @@ impl SnapshotWriter {
         if manifest.exists() {
             std::fs::remove_file(&manifest).map_err(|e| Error::write(&manifest, e))?;
         }
+        remove_temp_files(dir)?;
         let mut tables = BTreeMap::new();
         for def in ALL_TABLES {
             tables.insert(def.name, TableWriter::create(dir, def)?);
@@ -135,6 +136,24 @@ impl SnapshotWriter {
     }
 }
 
+/// Removes temp files a killed writer left behind (`*.tmp` under the snapshot's own
+/// directories; the staging area is left alone).
+pub fn remove_temp_files(dir: &Path) -> Result<()> {
+    for sub in [layout::TABLES_DIR, layout::RAW_DIR, layout::BLOBS_DIR, "."] {
+        let d = dir.join(sub);
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let p = entry.path();
+            if p.is_file() && p.to_string_lossy().ends_with(".tmp") {
+                std::fs::remove_file(&p).map_err(|e| Error::write(&p, e))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn file_entry(dir: &Path, rel: String, kind: &str, rows: u64) -> Result<FileEntry> {
     let (sha256, bytes) = blobs::hash_file(&dir.join(&rel))?;
     Ok(FileEntry {
@@ -191,6 +210,21 @@ mod tests {
         assert_eq!(rfc3339_from_unix(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339_from_unix(1_795_000_000), "2026-11-18T11:06:40Z");
         assert_eq!(rfc3339_from_unix(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn leftovers_of_a_killed_writer_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("tables")).unwrap();
+        std::fs::create_dir_all(dir.path().join("blobs")).unwrap();
+        std::fs::write(dir.path().join("tables/objects.parquet.999.tmp"), b"x").unwrap();
+        std::fs::write(dir.path().join("blobs/.incoming-1-2.tmp"), b"x").unwrap();
+        SnapshotWriter::create(dir.path())
+            .unwrap()
+            .finish(SnapshotParts::default())
+            .unwrap();
+        assert!(!dir.path().join("tables/objects.parquet.999.tmp").exists());
+        assert!(!dir.path().join("blobs/.incoming-1-2.tmp").exists());
     }
 
     #[test]
