@@ -390,3 +390,63 @@ fn non_finite_numbers_survive_losslessly() {
         serde_json::json!({"$nonfinite": "-Infinity"})
     );
 }
+
+#[test]
+fn an_extract_killed_with_sigkill_resumes_to_the_same_snapshot() {
+    // Every page is slow, so the kill lands in the middle of the work.
+    let faults = vec![FaultRule::new(
+        Match::PathContains("/search".into()),
+        FaultKind::Slow(Duration::from_millis(150)),
+        10_000,
+    )];
+    let sb = start(demo_site(), faults);
+    let dir = TestDir::new("sigkill");
+    let out = dir.join("snap");
+    let cmd = || {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_senaite-sync"));
+        c.args(["extract", "--url", &sb.site_url(), "--out"])
+            .arg(&out)
+            .args(["-j", "2", "--page-size", "2", "-q"])
+            .env("SENAITE_USER", "admin")
+            .env("SENAITE_PASSWORD", "admin")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        c
+    };
+    let mut child = cmd().spawn().unwrap();
+    let pages = out.join(".work/units/pages");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let staged = walk_count(&pages);
+        if staged >= 3 || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!out.join("manifest.json").exists(), "killed before the end");
+    let staged = walk_count(&pages);
+    assert!(staged >= 3, "the first run staged {staged} units");
+    let status = cmd().status().unwrap();
+    assert!(status.success());
+    assert_tables_equal(&demo_dir(), &out, OBJECT_TABLES);
+    assert!(!out.join(".work").exists());
+}
+
+fn walk_count(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                walk_count(&p)
+            } else {
+                usize::from(p.to_string_lossy().ends_with(".jsonl.zst"))
+            }
+        })
+        .sum()
+}
