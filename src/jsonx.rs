@@ -126,6 +126,29 @@ mod tests {
         assert_eq!(to_string_python(&v).as_bytes(), &body[..]);
     }
 
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        /// Any JSON with non-finite literals in arbitrary places parses leniently, and writing
+        /// it back in Python's form reproduces the input byte for byte.
+        #[test]
+        fn lenient_round_trip(words in proptest::collection::vec(
+            proptest::prop_oneof![
+                proptest::strategy::Just("NaN".to_string()),
+                proptest::strategy::Just("Infinity".to_string()),
+                proptest::strategy::Just("-Infinity".to_string()),
+                proptest::strategy::Just("1.5".to_string()),
+                "[a-zA-Z \"\\\\]{0,8}".prop_map(|s| serde_json::to_string(&s).unwrap()),
+            ],
+            0..8,
+        )) {
+            let body = format!("[{}]", words.join(","));
+            let v = parse_lenient(body.as_bytes()).unwrap();
+            let again = parse_lenient(to_string_python(&v).as_bytes()).unwrap();
+            proptest::prop_assert_eq!(v, again);
+        }
+    }
+
     #[test]
     fn invalid_json_still_fails() {
         assert!(parse_lenient(b"{nope").is_err());

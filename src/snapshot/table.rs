@@ -722,6 +722,31 @@ mod tests {
         assert_eq!(fa, fb);
     }
 
+    proptest::proptest! {
+        /// Writing rows then reading them back gives the same rows, whatever the strings.
+        #[test]
+        fn any_rows_round_trip(rows in proptest::collection::vec(
+            (".{0,12}", proptest::option::of(".{0,12}"), proptest::collection::vec(".{0,5}", 0..3),
+             proptest::option::of(proptest::bool::ANY)),
+            0..40,
+        )) {
+            let dir = tempfile::tempdir().unwrap();
+            let rows: Vec<Vec<Cell>> = rows
+                .into_iter()
+                .map(|(a, b, l, c)| vec![
+                    Cell::s(a), Cell::s("p"), Cell::Str(b), Cell::StrList(l.clone()),
+                    Cell::StrList(l), Cell::Bool(c),
+                ])
+                .collect();
+            let mut w = TableWriter::create(dir.path(), &LOCAL_ROLES).unwrap();
+            for r in &rows {
+                w.push(r.clone()).unwrap();
+            }
+            w.finish().unwrap();
+            proptest::prop_assert_eq!(TableReader::read_all(dir.path(), &LOCAL_ROLES).unwrap(), rows);
+        }
+    }
+
     #[test]
     fn wrong_arity_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
