@@ -50,7 +50,7 @@ pub struct Listing {
 /// # Errors
 /// Client errors.
 pub fn list_site(client: &SenaiteClient) -> Result<Listing> {
-    let site_path = site_path(client.site_url());
+    let site_path = crate::snapshot::site_path(client.site_url());
     // An empty query on uid_catalog answers count 0; a path term with a deep depth lists all.
     let query = vec![
         ("catalog", "uid_catalog".to_string()),
@@ -154,21 +154,10 @@ fn at_types(catalogs: &[Value]) -> BTreeSet<String> {
     out
 }
 
-/// The physical path of the site root from its URL (`http://h/senaite` -> `/senaite`).
-pub fn site_path(site_url: &str) -> String {
-    let after = site_url
-        .split_once("://")
-        .map(|(_, r)| r)
-        .unwrap_or(site_url);
-    match after.split_once('/') {
-        Some((_, p)) => format!("/{}", p.trim_end_matches('/')),
-        None => "/".to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snapshot::site_path;
     use serde_json::json;
 
     #[test]

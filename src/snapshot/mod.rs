@@ -116,8 +116,12 @@ impl Snapshot {
 
 /// The site root's physical path (`/senaite`) of the snapshot's source.
 pub fn manifest_site_path(m: &Manifest) -> String {
-    let url = &m.source.site_url;
-    let after = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    site_path(&m.source.site_url)
+}
+
+/// The physical path of a site root from its URL (`http://h/senaite` -> `/senaite`).
+pub fn site_path(site_url: &str) -> String {
+    let after = site_url.split_once("://").map(|(_, r)| r).unwrap_or(site_url);
     match after.split_once('/') {
         Some((_, p)) => format!("/{}", p.trim_end_matches('/')),
         None => "/".to_string(),
