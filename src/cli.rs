@@ -207,6 +207,10 @@ pub struct ServeArgs {
     /// Worker threads.
     #[arg(long = "threads", value_name = "N", default_value_t = 4)]
     pub threads: usize,
+    /// Grow the site to N objects with synthetic clients, samples and analyses cloned from its
+    /// real records (for benchmarks and scale tests).
+    #[arg(long = "synthetic", value_name = "N")]
+    pub synthetic: Option<usize>,
 }
 
 /// `demo` arguments.
@@ -363,7 +367,10 @@ fn sandbox_password() -> Secret {
 
 fn serve(args: ServeArgs) -> Result<u8> {
     let dir = args.dir.unwrap_or_else(demo_snapshot_dir);
-    let data = crate::sandbox::load::site_from_snapshot(&dir)?;
+    let mut data = crate::sandbox::load::site_from_snapshot(&dir)?;
+    if let Some(n) = args.synthetic {
+        data = crate::sandbox::synth::synthesize(&data, n);
+    }
     let opts = SandboxOptions {
         addr: args.addr,
         threads: args.threads.max(1),

@@ -16,12 +16,16 @@ use crate::extract::fetch::NOTE_KEY;
 use crate::extract::site::{self, SiteRecords};
 use crate::extract::staging::Staging;
 use crate::jsonx;
+use crate::snapshot::jsonl::compress_frame;
 use crate::snapshot::manifest::{BlobTotals, Manifest, Note};
 use crate::snapshot::record::{ObjectCapture, ObjectRows, object_rows};
 use crate::snapshot::table::{
     BLOBS, Cell, GROUPS, LOCAL_ROLES, OBJECTS, SETTINGS, USERS, WORKFLOW_HISTORY, WORKFLOW_STATES,
 };
 use crate::snapshot::writer::{SnapshotParts, SnapshotWriter};
+
+/// zstd level of the raw streams (the same as `jsonl::ZSTD_LEVEL`).
+const RAW_ZSTD_LEVEL: i32 = crate::snapshot::jsonl::ZSTD_LEVEL;
 
 /// Buckets processed in parallel per round.
 const BUCKETS_PER_ROUND: usize = 8;
@@ -56,10 +60,11 @@ pub(crate) fn assemble(
         .chain([bucket_dir.join("other")])
         .collect();
     for round in names.chunks(BUCKETS_PER_ROUND) {
-        let built: Vec<Result<Vec<Built>>> =
+        let built: Vec<Result<Bucket>> =
             round.par_iter().map(|p| build_bucket(p, origin)).collect();
         for bucket in built {
-            for (raw_v1, raw_rest, rows) in bucket? {
+            let bucket = bucket?;
+            for rows in bucket.rows {
                 let portal_type = rows.object[1].as_str().unwrap_or("").to_string();
                 let uid = rows.object[0].as_str().unwrap_or("").to_string();
                 *parts.counts.entry(portal_type).or_insert(0) += 1;
@@ -77,7 +82,14 @@ pub(crate) fn assemble(
                         blob_bytes += b[4].as_int().unwrap_or(0) as u64;
                     }
                 }
-                write_object(&mut writer, raw_v1, raw_rest, rows)?;
+                write_object(&mut writer, rows)?;
+            }
+            for (stream, (frame, lines)) in
+                [("jsonapi", bucket.raw_v1), ("restapi", bucket.raw_rest)]
+            {
+                if lines > 0 {
+                    writer.raw(stream)?.append_frame(&frame, lines)?;
+                }
             }
         }
     }
@@ -155,12 +167,18 @@ fn bucket_of(uid: &str) -> String {
     }
 }
 
-/// One object's verbatim v1 record, plone.restapi answers and rows.
-type Built = (Value, Option<Value>, ObjectRows);
+/// One bucket, built: rows of its objects in uid order, and its raw lines as compressed zstd
+/// frames (compressed here, in parallel, and appended in order by the writer).
+#[derive(Default)]
+struct Bucket {
+    rows: Vec<ObjectRows>,
+    raw_v1: (Vec<u8>, u64),
+    raw_rest: (Vec<u8>, u64),
+}
 
-fn build_bucket(path: &Path, origin: &str) -> Result<Vec<Built>> {
+fn build_bucket(path: &Path, origin: &str) -> Result<Bucket> {
     if !path.exists() {
-        return Ok(Vec::new());
+        return Ok(Bucket::default());
     }
     let file = File::open(path).map_err(|e| Error::read(path, e))?;
     let mut by_uid: BTreeMap<String, ObjectCapture> = BTreeMap::new();
@@ -177,19 +195,32 @@ fn build_bucket(path: &Path, origin: &str) -> Result<Vec<Built>> {
             }
         }
     }
-    Ok(by_uid
-        .into_values()
-        .map(|cap| {
-            let rows = object_rows(&cap, origin);
-            let rest = (cap.restapi.is_some() || cap.history.is_some() || cap.sharing.is_some())
-                .then(|| {
-                    serde_json::json!({"uid": cap.uid, "path": cap.path, "content": cap.restapi,
-                        "history": cap.history, "sharing": cap.sharing})
-                });
-            let v1 = cap.v1.unwrap_or(Value::Null);
-            (v1, rest, rows)
-        })
-        .collect())
+    let mut out = Bucket::default();
+    let (mut v1_lines, mut rest_lines) = (Vec::new(), Vec::new());
+    for cap in by_uid.into_values() {
+        out.rows.push(object_rows(&cap, origin));
+        if cap.restapi.is_some() || cap.history.is_some() || cap.sharing.is_some() {
+            let rest = serde_json::json!({"uid": cap.uid, "path": cap.path, "content": cap.restapi,
+                "history": cap.history, "sharing": cap.sharing});
+            rest_lines.extend_from_slice(&jsonx::canonical(&rest));
+            rest_lines.push(b'\n');
+            out.raw_rest.1 += 1;
+        }
+        if let Some(v1) = &cap.v1 {
+            v1_lines.extend_from_slice(&jsonx::canonical(v1));
+            v1_lines.push(b'\n');
+            out.raw_v1.1 += 1;
+        }
+    }
+    let frame = |lines: &[u8]| -> Result<Vec<u8>> {
+        if lines.is_empty() {
+            return Ok(Vec::new());
+        }
+        compress_frame(lines, RAW_ZSTD_LEVEL).map_err(|e| Error::write(path, e))
+    };
+    out.raw_v1.0 = frame(&v1_lines)?;
+    out.raw_rest.0 = frame(&rest_lines)?;
+    Ok(out)
 }
 
 /// Of two reads of the same object, the one with a v1 record wins, then the later `modified`.
@@ -209,12 +240,7 @@ fn modified(c: &ObjectCapture) -> &str {
         .unwrap_or("")
 }
 
-fn write_object(
-    w: &mut SnapshotWriter,
-    raw_v1: Value,
-    raw_rest: Option<Value>,
-    mut rows: ObjectRows,
-) -> Result<()> {
+fn write_object(w: &mut SnapshotWriter, mut rows: ObjectRows) -> Result<()> {
     w.table(&OBJECTS)?.push(std::mem::take(&mut rows.object))?;
     rows.history
         .sort_by(|a, b| (a[1].as_str(), a[2].as_int()).cmp(&(b[1].as_str(), b[2].as_int())));
@@ -231,14 +257,6 @@ fn write_object(
     }
     for r in rows.blobs {
         w.table(&BLOBS)?.push(r)?;
-    }
-    if !raw_v1.is_null() {
-        w.raw("jsonapi")?
-            .write_line_bytes(&jsonx::canonical(&raw_v1))?;
-    }
-    if let Some(rest) = raw_rest {
-        w.raw("restapi")?
-            .write_line_bytes(&jsonx::canonical(&rest))?;
     }
     Ok(())
 }

@@ -84,7 +84,7 @@ pub(crate) struct UnitOutcome {
 /// # Errors
 /// Errors that a re-run may fix (transport failures after retries, disk errors).
 pub(crate) fn run_unit(ctx: &FetchContext, unit: &Unit) -> Result<UnitOutcome> {
-    let mut lines: Vec<(String, Value)> = Vec::new();
+    let mut lines: Vec<(String, String)> = Vec::new();
     match unit {
         Unit::Page {
             portal_type,
@@ -101,7 +101,7 @@ fn page_unit(
     ctx: &FetchContext,
     portal_type: &str,
     b_start: u64,
-    lines: &mut Vec<(String, Value)>,
+    lines: &mut Vec<(String, String)>,
 ) -> Result<()> {
     let query = vec![
         ("portal_type", portal_type.to_string()),
@@ -149,7 +149,7 @@ fn page_unit(
     captures.sort_by(|a, b| a.uid.cmp(&b.uid));
     lines.push(note_count(portal_type, b_start, page.count));
     for c in captures {
-        lines.push((c.uid.clone(), to_value(&c)));
+        lines.push((c.uid.clone(), to_json(&c)));
     }
     Ok(())
 }
@@ -157,13 +157,13 @@ fn page_unit(
 fn singles_unit(
     ctx: &FetchContext,
     objects: &[Listed],
-    lines: &mut Vec<(String, Value)>,
+    lines: &mut Vec<(String, String)>,
 ) -> Result<()> {
     let results: Vec<Result<Option<ObjectCapture>>> =
         objects.par_iter().map(|o| read_single(ctx, o)).collect();
     for (o, r) in objects.iter().zip(results) {
         match r? {
-            Some(c) => lines.push((c.uid.clone(), to_value(&c))),
+            Some(c) => lines.push((c.uid.clone(), to_json(&c))),
             None => lines.push(note(
                 "vanished",
                 &o.uid,
@@ -332,21 +332,22 @@ fn is_application_error(e: &Error) -> bool {
     }
 }
 
-fn to_value(c: &ObjectCapture) -> Value {
-    serde_json::to_value(c).unwrap_or(Value::Null)
+fn to_json(c: &ObjectCapture) -> String {
+    // INVARIANT: a capture holds only JSON values and strings; serializing cannot fail.
+    serde_json::to_string(c).unwrap_or_default()
 }
 
-fn note(kind: &str, subject: &str, message: &str) -> (String, Value) {
+fn note(kind: &str, subject: &str, message: &str) -> (String, String) {
     (
         NOTE_KEY.to_string(),
-        json!({"kind": kind, "subject": subject, "message": message}),
+        json!({"kind": kind, "subject": subject, "message": message}).to_string(),
     )
 }
 
-fn note_count(portal_type: &str, b_start: u64, count: u64) -> (String, Value) {
+fn note_count(portal_type: &str, b_start: u64, count: u64) -> (String, String) {
     (
         "!count".to_string(),
-        json!({"portal_type": portal_type, "b_start": b_start, "count": count}),
+        json!({"portal_type": portal_type, "b_start": b_start, "count": count}).to_string(),
     )
 }
 

@@ -49,7 +49,7 @@ pub struct Listing {
 ///
 /// # Errors
 /// Client errors.
-pub fn list_site(client: &SenaiteClient) -> Result<Listing> {
+pub fn list_site(client: &SenaiteClient, pool: &rayon::ThreadPool) -> Result<Listing> {
     let site_path = crate::snapshot::site_path(client.site_url());
     // An empty query on uid_catalog answers count 0; a path term with a deep depth lists all.
     let query = vec![
@@ -60,8 +60,7 @@ pub fn list_site(client: &SenaiteClient) -> Result<Listing> {
     ];
     let mut last = Listing::default();
     for attempt in 1..=LISTING_TRIES {
-        let items = paging::read_all(client, "search", &query, LISTING_PAGE)?;
-        let announced = paging::read_page(client, "search", &query, 0, 1)?.count;
+        let (items, announced) = read_listing(client, pool, &query)?;
         let objects = dedupe(&items);
         let complete = objects.len() as u64 >= announced;
         last = Listing {
@@ -84,6 +83,31 @@ pub fn list_site(client: &SenaiteClient) -> Result<Listing> {
     last.at_types = at_types(&last.catalogs);
     info!(objects = last.objects.len(), "Listed the site.");
     Ok(last)
+}
+
+/// Reads the first page for the count, then the others concurrently.
+fn read_listing(
+    client: &SenaiteClient,
+    pool: &rayon::ThreadPool,
+    query: &[(&str, String)],
+) -> Result<(Vec<Value>, u64)> {
+    use rayon::prelude::*;
+    let first = paging::read_page(client, "search", query, 0, LISTING_PAGE)?;
+    let announced = first.count;
+    let starts: Vec<u64> = (1..announced.div_ceil(LISTING_PAGE))
+        .map(|p| p * LISTING_PAGE)
+        .collect();
+    let rest: Vec<Result<paging::Page>> = pool.install(|| {
+        starts
+            .par_iter()
+            .map(|b| paging::read_page(client, "search", query, *b, LISTING_PAGE))
+            .collect()
+    });
+    let mut items = first.items;
+    for page in rest {
+        items.extend(page?.items);
+    }
+    Ok((items, announced))
 }
 
 fn dedupe(items: &[Value]) -> Vec<Listed> {

@@ -189,10 +189,14 @@ pub fn run(opts: &ExtractOptions, progress: &Progress) -> Result<ExtractReport> 
             s
         }
     };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.jobs.max(1))
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot start {} workers: {e}", opts.jobs)))?;
     let listing = match staging.read_doc::<Listing>("listing.json")? {
         Some(l) => l,
         None => {
-            let l = listing::list_site(&client)?;
+            let l = listing::list_site(&client, &pool)?;
             staging.write_doc("listing.json", &l)?;
             l
         }
@@ -208,10 +212,6 @@ pub fn run(opts: &ExtractOptions, progress: &Progress) -> Result<ExtractReport> 
         .filter(|t| !listing.at_types.contains(t))
         .collect();
     let containers = containers_of(&listing.objects);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.jobs.max(1))
-        .build()
-        .map_err(|e| Error::Usage(format!("cannot start {} workers: {e}", opts.jobs)))?;
     let ctx = FetchContext {
         client: &client,
         staging: &staging,
@@ -227,6 +227,11 @@ pub fn run(opts: &ExtractOptions, progress: &Progress) -> Result<ExtractReport> 
     let singles = single_units(&staging, &selected, opts.singles_per_unit)?;
     resumed += run_units(&pool, &ctx, &singles, &bar)?;
     bar.finish_and_clear();
+    info!(
+        objects = selected.len(),
+        elapsed_s = started.elapsed().as_secs_f64(),
+        "Fetched objects."
+    );
     let site = if opts.site_records {
         match staging.read_doc::<site::SiteRecords>("site.json")? {
             Some(s) => Some(s),
@@ -239,6 +244,10 @@ pub fn run(opts: &ExtractOptions, progress: &Progress) -> Result<ExtractReport> 
     } else {
         None
     };
+    info!(
+        elapsed_s = started.elapsed().as_secs_f64(),
+        "Writing tables."
+    );
     let spinner = progress.spinner("assemble");
     spinner.set_message("writing tables");
     let parts = SnapshotParts {

@@ -15,12 +15,27 @@ use crate::snapshot::layout;
 /// zstd level for JSONL streams: 3 is zstd's default speed/ratio balance.
 pub const ZSTD_LEVEL: i32 = 3;
 
-/// Writes one JSON document per line into a `.jsonl.zst` file.
+/// Pending uncompressed bytes that make one zstd frame.
+const FRAME_BYTES: usize = 1 << 20;
+
+/// Writes one JSON document per line into a `.jsonl.zst` file: a sequence of independent zstd
+/// frames (a valid zstd stream any zstd reader decodes), so callers may compress frames in
+/// parallel ([`compress_frame`]) and append them in order ([`JsonlWriter::append_frame`]).
 pub struct JsonlWriter {
     path: PathBuf,
     tmp: PathBuf,
-    encoder: zstd::stream::write::Encoder<'static, BufWriter<File>>,
+    out: BufWriter<File>,
+    pending: Vec<u8>,
+    level: i32,
     lines: u64,
+}
+
+/// Compresses whole lines (each ending in `\n`) into one zstd frame.
+///
+/// # Errors
+/// When zstd fails (out of memory).
+pub fn compress_frame(lines: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    zstd::bulk::compress(lines, level)
 }
 
 impl JsonlWriter {
@@ -29,17 +44,25 @@ impl JsonlWriter {
     /// # Errors
     /// When the temp file cannot be created.
     pub fn create(path: &Path) -> Result<Self> {
+        JsonlWriter::create_with_level(path, ZSTD_LEVEL)
+    }
+
+    /// As [`JsonlWriter::create`] with another zstd level.
+    ///
+    /// # Errors
+    /// When the temp file cannot be created.
+    pub fn create_with_level(path: &Path, level: i32) -> Result<Self> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| Error::write(parent, e))?;
         }
         let tmp = layout::tmp_path(path);
         let file = File::create(&tmp).map_err(|e| Error::write(&tmp, e))?;
-        let encoder = zstd::stream::write::Encoder::new(BufWriter::new(file), ZSTD_LEVEL)
-            .map_err(|e| Error::write(&tmp, e))?;
         Ok(JsonlWriter {
             path: path.to_path_buf(),
             tmp,
-            encoder,
+            out: BufWriter::new(file),
+            pending: Vec::with_capacity(FRAME_BYTES),
+            level,
             lines: 0,
         })
     }
@@ -59,28 +82,51 @@ impl JsonlWriter {
     /// # Errors
     /// When writing fails.
     pub fn write_line_bytes(&mut self, line: &[u8]) -> Result<()> {
-        self.encoder
-            .write_all(line)
-            .map_err(|e| Error::write(&self.tmp, e))?;
+        self.pending.extend_from_slice(line);
         if !line.ends_with(b"\n") {
-            self.encoder
-                .write_all(b"\n")
-                .map_err(|e| Error::write(&self.tmp, e))?;
+            self.pending.push(b'\n');
         }
         self.lines += 1;
+        if self.pending.len() >= FRAME_BYTES {
+            self.flush_pending()?;
+        }
         Ok(())
     }
 
-    /// Flushes, closes the zstd frame and renames the file into place; returns the line count.
+    /// Appends a frame made by [`compress_frame`] holding `lines` lines, after what is pending.
     ///
     /// # Errors
-    /// When finishing, syncing or renaming fails.
-    pub fn finish(self) -> Result<u64> {
-        let buf = self
-            .encoder
-            .finish()
+    /// When writing fails.
+    pub fn append_frame(&mut self, frame: &[u8], lines: u64) -> Result<()> {
+        self.flush_pending()?;
+        self.out
+            .write_all(frame)
             .map_err(|e| Error::write(&self.tmp, e))?;
-        let file = buf
+        self.lines += lines;
+        Ok(())
+    }
+
+    fn flush_pending(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let frame =
+            compress_frame(&self.pending, self.level).map_err(|e| Error::write(&self.tmp, e))?;
+        self.out
+            .write_all(&frame)
+            .map_err(|e| Error::write(&self.tmp, e))?;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Writes what is pending, syncs and renames the file into place; returns the line count.
+    ///
+    /// # Errors
+    /// When writing, syncing or renaming fails.
+    pub fn finish(mut self) -> Result<u64> {
+        self.flush_pending()?;
+        let file = self
+            .out
             .into_inner()
             .map_err(|e| Error::write(&self.tmp, e.into_error()))?;
         file.sync_all().map_err(|e| Error::write(&self.tmp, e))?;
@@ -156,6 +202,20 @@ mod tests {
         assert_eq!(w.finish().unwrap(), 3);
         let back = JsonlReader::read_all(&path).unwrap();
         assert_eq!(back, docs);
+    }
+
+    #[test]
+    fn frames_compressed_elsewhere_append_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.jsonl.zst");
+        let mut w = JsonlWriter::create(&path).unwrap();
+        w.write_value(&json!(1)).unwrap();
+        w.append_frame(&compress_frame(b"2\n3\n", 3).unwrap(), 2)
+            .unwrap();
+        w.write_value(&json!(4)).unwrap();
+        assert_eq!(w.finish().unwrap(), 4);
+        let back = JsonlReader::read_all(&path).unwrap();
+        assert_eq!(back, vec![json!(1), json!(2), json!(3), json!(4)]);
     }
 
     #[test]

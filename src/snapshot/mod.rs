@@ -121,7 +121,10 @@ pub fn manifest_site_path(m: &Manifest) -> String {
 
 /// The physical path of a site root from its URL (`http://h/senaite` -> `/senaite`).
 pub fn site_path(site_url: &str) -> String {
-    let after = site_url.split_once("://").map(|(_, r)| r).unwrap_or(site_url);
+    let after = site_url
+        .split_once("://")
+        .map(|(_, r)| r)
+        .unwrap_or(site_url);
     match after.split_once('/') {
         Some((_, p)) => format!("/{}", p.trim_end_matches('/')),
         None => "/".to_string(),
