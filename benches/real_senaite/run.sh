@@ -12,6 +12,8 @@
 #   CACHE (~/.cache/senaite-sync)      where the seeded instance is cached as a tar
 #   KEEP_RUNNING=1                     leave the instance running at the end
 #   PERF=1                             also record `perf record -g` of the v1 -j 4 extract
+#   SITE_URL=http://h:p/senaite SERVER_PID=N   measure an already running site instead (no seeding,
+#                                      no start/stop; SERVER_PID for the server-CPU column)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -27,7 +29,7 @@ VARIANTS="${VARIANTS:-default:4 default:1 default:2 v1:4 v1:1 v1:2}"
 BIN="${BIN:-$ROOT/target/release/senaite-sync}"
 CACHE="${CACHE:-$HOME/.cache/senaite-sync}"
 TARBALL="$CACHE/senaite-$NAME-seeded-$BULK_TARGET.tar.zst"
-SITE="http://127.0.0.1:$PORT/senaite"
+SITE="${SITE_URL:-http://127.0.0.1:$PORT/senaite}"
 API="$SITE/@@API/senaite/v1"
 WORK="${WORK:-/tmp/senaite-bench-$NAME}"
 export TZ=UTC
@@ -48,6 +50,10 @@ if [ ! -x "$BIN" ]; then
 fi
 
 # --- 1. a seeded instance (cached) -----------------------------------------------------------
+if [ -n "${SITE_URL:-}" ]; then
+    PID="${SERVER_PID:?SERVER_PID is needed with SITE_URL}"
+    log "measuring the running site $SITE_URL (server pid $PID)"
+else
 "$SHARED/stop.sh" "$NAME" || true
 if [ -f "$D/.bulk-seeded-$BULK_TARGET" ]; then
     log "instance $NAME already bulk-seeded ($BULK_TARGET)"
@@ -77,6 +83,7 @@ fi
 PID="$("$SHARED/start.sh" "$NAME" "$PORT" | tail -1)"
 trap '[ "${KEEP_RUNNING:-0}" = 1 ] || "$SHARED/stop.sh" "$NAME"' EXIT
 log "instance $NAME up on $PORT, pid $PID"
+fi
 
 # --- 2. the listing (uid, portal_type) every measurement uses ----------------------------------
 log "listing uid_catalog"
@@ -84,7 +91,7 @@ log "listing uid_catalog"
 b=0
 while :; do
     curl -sf -u admin:admin \
-        "$API/search?catalog=uid_catalog&path=/senaite&depth=100&sort_on=UID&limit=1000&b_start=$b" \
+        "$API/search?catalog=uid_catalog&path=/${SITE#http*://*/}&depth=100&sort_on=UID&limit=1000&b_start=$b" \
         -o "$WORK/listing.page.json"
     n=$(jq '.items | length' "$WORK/listing.page.json")
     jq -r '.items[] | select(.uid != null and .portal_type != "Reference") | [.uid, .portal_type] | @tsv' \
@@ -186,11 +193,13 @@ for v in $VARIANTS; do
         "$(printf 'x%.2f vs (a), x%.2f vs (b)' "$(echo "$R / $A_RATE" | bc -l)" "$(echo "$R / $B_RATE" | bc -l)")" \
         >> "$RESULTS"
     cat "$WORK/extract-$mode-j$jobs.out" >&2
+    python3 "$HERE/analyze_log.py" "$WORK/extract-$mode-j$jobs.log" "$jobs" \
+        | tee "$WORK/analysis-$mode-j$jobs.txt" | sed 's/^/    /' >&2
 done
 
 # --- 6. the table -------------------------------------------------------------------------------
 echo
-echo "SENAITE 2.6 on 127.0.0.1:$PORT, $TOTAL objects listed; (a) = $N_A single GETs, (b) = complete pages of 500"
+echo "SENAITE 2.6 at $SITE, $TOTAL objects listed; (a) = $N_A single GETs, (b) = complete pages of 500"
 {
     printf 'variant\tobjects\tseconds\tobjects/s\tserver_cpu_s\tclient_cpu_s\tnote\n'
     cat "$RESULTS"

@@ -30,8 +30,6 @@ pub(crate) struct FetchContext<'a> {
     pub staging: &'a Staging,
     pub out: &'a Path,
     pub opts: &'a ExtractOptions,
-    /// Types no catalog maps (Dexterity): v1 reads some of their values back as null.
-    pub dx_types: &'a BTreeSet<String>,
     /// UIDs of objects that contain other objects (their local roles are read).
     pub containers: &'a BTreeSet<String>,
 }
@@ -232,7 +230,7 @@ fn capture_v1(ctx: &FetchContext, item: Value) -> Result<ObjectCapture> {
         .and_then(Value::as_array)
         .is_some_and(|w| !w.is_empty());
     cap.v1 = Some(item);
-    if ctx.dx_types.contains(&cap.portal_type) {
+    if !is_archetypes(cap.v1.as_ref()) {
         match ctx.client.rest_get(&cap.path, &[]) {
             Ok(v) => cap.restapi = Some(v),
             Err(e) => debug!(uid = %cap.uid, error = %e, "plone.restapi cannot serialize object."),
@@ -240,6 +238,29 @@ fn capture_v1(ctx: &FetchContext, item: Value) -> Result<ObjectCapture> {
     }
     add_extras(ctx, &mut cap, has_workflow)?;
     Ok(cap)
+}
+
+/// Fields of the Archetypes base schema that every complete AT record carries and no Dexterity
+/// record has. (The catalogs' type lists cannot tell: `senaite_catalog_setup` lists Dexterity
+/// types too.)
+const AT_BASE_FIELDS: &[&str] = &[
+    "creation_date",
+    "modification_date",
+    "allowDiscussion",
+    "expirationDate",
+];
+
+/// Whether a complete v1 record is of an Archetypes object. Dexterity records are the ones whose
+/// values v1 may read back as null (booleans, durations, multi-valued references).
+pub(crate) fn is_archetypes(record: Option<&Value>) -> bool {
+    let Some(Value::Object(r)) = record else {
+        return false;
+    };
+    AT_BASE_FIELDS
+        .iter()
+        .filter(|k| r.contains_key(**k))
+        .count()
+        >= 2
 }
 
 /// Adds `@history`, `@sharing` and blobs as the options ask.
@@ -370,6 +391,15 @@ mod tests {
             }],
         };
         assert_eq!(s.name(), "units/singles/abc.jsonl.zst");
+    }
+
+    #[test]
+    fn archetypes_records_are_told_from_dexterity_ones() {
+        let at = serde_json::json!({"creation_date": "x", "modification_date": "y", "Title": "t"});
+        let dx = serde_json::json!({"title": "t", "hazardous": null, "created": "x"});
+        assert!(is_archetypes(Some(&at)));
+        assert!(!is_archetypes(Some(&dx)));
+        assert!(!is_archetypes(None));
     }
 
     #[test]

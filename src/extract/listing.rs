@@ -3,7 +3,7 @@
 //! de-duplicated, re-read when its unique count falls short of the announced count (objects moved
 //! under paging); plus the catalog map that tells which types are Archetypes-mapped.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -38,8 +38,6 @@ pub struct Listing {
     pub objects: Vec<Listed>,
     /// The count `uid_catalog` announced.
     pub announced: u64,
-    /// Types some catalog maps (Archetypes); the others are Dexterity or unmapped.
-    pub at_types: BTreeSet<String>,
     /// The catalogs as `/catalogs` describes them, plus `uid_catalog`.
     #[serde(default)]
     pub catalogs: Vec<Value>,
@@ -66,7 +64,6 @@ pub fn list_site(client: &SenaiteClient, pool: &rayon::ThreadPool) -> Result<Lis
         last = Listing {
             objects,
             announced,
-            at_types: BTreeSet::new(),
             catalogs: Vec::new(),
         };
         if complete {
@@ -80,7 +77,6 @@ pub fn list_site(client: &SenaiteClient, pool: &rayon::ThreadPool) -> Result<Lis
         );
     }
     last.catalogs = catalogs(client)?;
-    last.at_types = at_types(&last.catalogs);
     info!(objects = last.objects.len(), "Listed the site.");
     Ok(last)
 }
@@ -159,23 +155,6 @@ fn catalogs(client: &SenaiteClient) -> Result<Vec<Value>> {
         }
     }
     Ok(items)
-}
-
-fn at_types(catalogs: &[Value]) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    for c in catalogs {
-        for t in c
-            .get("portal_types")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(t) = t.as_str() {
-                out.insert(t.to_string());
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]

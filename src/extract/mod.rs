@@ -206,18 +206,12 @@ pub fn run(opts: &ExtractOptions, progress: &Progress) -> Result<ExtractReport> 
         .iter()
         .filter(|o| opts.type_selected(&o.portal_type) && opts.path_selected(&o.path))
         .collect();
-    let dx_types: BTreeSet<String> = selected
-        .iter()
-        .map(|o| o.portal_type.clone())
-        .filter(|t| !listing.at_types.contains(t))
-        .collect();
     let containers = containers_of(&listing.objects);
     let ctx = FetchContext {
         client: &client,
         staging: &staging,
         out: &opts.out,
         opts,
-        dx_types: &dx_types,
         containers: &containers,
     };
     let bar = progress.bar(selected.len() as u64, "extract", "objects");

@@ -100,7 +100,7 @@ pub fn read_site(client: &SenaiteClient, jsonapi_version: &str) -> Result<SiteRe
                     .unwrap_or(Value::Null);
                 SettingAnswer::Value(item)
             }
-            Err(e) if is_soft(&e) => SettingAnswer::Error(e.to_string()),
+            Err(e) if is_soft(&e) => SettingAnswer::Error(stable_error_text(&e.to_string())),
             Err(e) => return Err(e),
         };
         site.settings.insert((*key).to_string(), answer);
@@ -175,7 +175,8 @@ fn read_registry_range(
         }
         Err(e) if is_soft(&e) => {
             if size == 1 {
-                site.registry_errors.push((b_start, e.to_string()));
+                site.registry_errors
+                    .push((b_start, stable_error_text(&e.to_string())));
                 return Ok(None);
             }
             let half = size / 2;
@@ -185,6 +186,30 @@ fn read_registry_range(
         }
         Err(e) => Err(e),
     }
+}
+
+/// An error text without the volatile parts some errors carry (the real site's message for an
+/// unserializable registry record embeds the current time: `datetime.datetime(2026, 11, 26, ...)
+/// is not JSON serializable`), so extracting an unchanged site twice gives equal tables.
+pub fn stable_error_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("datetime.datetime(") {
+        let (head, tail) = rest.split_at(i + "datetime.datetime(".len());
+        out.push_str(head);
+        match tail.find(')') {
+            Some(j) => {
+                out.push_str("...)");
+                rest = &tail[j + 1..];
+            }
+            None => {
+                rest = tail;
+                break;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn text(v: &Value, k: &str) -> Option<String> {
@@ -344,6 +369,16 @@ pub fn setting_rows(site: &SiteRecords, origin: &str) -> Vec<Vec<Cell>> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn volatile_times_leave_error_texts() {
+        let a = "HTTP 500: datetime.datetime(2026, 11, 26, 15, 2, 3, 4) is not JSON serializable";
+        assert_eq!(
+            stable_error_text(a),
+            "HTTP 500: datetime.datetime(...) is not JSON serializable"
+        );
+        assert_eq!(stable_error_text("plain"), "plain");
+    }
 
     #[test]
     fn rows_from_recorded_shapes() {

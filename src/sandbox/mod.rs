@@ -11,13 +11,13 @@ pub mod data;
 pub mod faults;
 pub mod fixtures;
 pub mod load;
-pub mod synth;
 mod query;
 mod reply;
 mod restapi;
 mod search;
 mod server;
 mod site;
+pub mod synth;
 mod v1;
 
 use std::collections::HashMap;

@@ -3,7 +3,9 @@
 // Test helpers outside #[test] functions may unwrap too: a panic is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod e2e_real;
 mod extract;
-mod schemas;
+mod formats;
 mod sandbox;
+mod schemas;
 mod util;

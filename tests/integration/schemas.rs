@@ -62,7 +62,12 @@ fn validate(schema: &Value, v: &Value, at: &str, errs: &mut Vec<String>) {
         _ => {}
     }
     if let Value::Object(obj) = v {
-        for r in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
+        for r in schema
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let r = r.as_str().unwrap();
             if !obj.contains_key(r) {
                 errs.push(format!("{at}: missing {r}"));
@@ -88,8 +93,10 @@ fn validate(schema: &Value, v: &Value, at: &str, errs: &mut Vec<String>) {
 }
 
 fn manifest_schema() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(schemas_dir().join("manifest.schema.json")).unwrap())
-        .unwrap()
+    serde_json::from_str(
+        &std::fs::read_to_string(schemas_dir().join("manifest.schema.json")).unwrap(),
+    )
+    .unwrap()
 }
 
 #[test]
