@@ -75,10 +75,11 @@ pub struct ObjectRows {
 
 /// Keys of a v1 record that are not field data: runtime, URLs (derivable from the path and
 /// specific to the host that served them) and the workflow block (its own tables).
-const V1_NON_FIELD_KEYS: &[&str] = &["_runtime", "workflow_info", "url", "api_url", "parent_url"];
+pub const V1_NON_FIELD_KEYS: &[&str] =
+    &["_runtime", "workflow_info", "url", "api_url", "parent_url"];
 
 /// Keys of a plone.restapi serialization that describe presentation, not data.
-const RESTAPI_NON_FIELD_KEYS: &[&str] = &[
+pub const RESTAPI_NON_FIELD_KEYS: &[&str] = &[
     "@components",
     "@id",
     "@type",

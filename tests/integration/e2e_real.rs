@@ -29,28 +29,7 @@ use senaite_sync::snapshot::table::{
 
 use crate::util::TestDir;
 
-/// Keys of a v1 record that `fields` leaves out (src/snapshot/record.rs).
-const V1_NON_FIELD_KEYS: &[&str] = &["_runtime", "workflow_info", "url", "api_url", "parent_url"];
-
-/// Keys of a plone.restapi serialization that describe presentation, not data
-/// (src/snapshot/record.rs).
-const RESTAPI_NON_FIELD_KEYS: &[&str] = &[
-    "@components",
-    "@id",
-    "@type",
-    "UID",
-    "batching",
-    "is_folderish",
-    "items",
-    "items_total",
-    "lock",
-    "next_item",
-    "parent",
-    "previous_item",
-    "version",
-    "layout",
-    "allow_discussion",
-];
+use senaite_sync::snapshot::record::{RESTAPI_NON_FIELD_KEYS, V1_NON_FIELD_KEYS};
 
 /// Types `uid_catalog` lists that are not content (Archetypes relationship objects).
 const NOT_CONTENT: &[&str] = &["Reference"];
@@ -994,7 +973,7 @@ fn e2e_killed_extract_resumes_to_the_same_tables() {
             finished = Some(status);
             break;
         }
-        let n = count_units(&units);
+        let n = crate::util::count_staged_units(&units);
         if n >= 5 {
             child.kill().unwrap();
             killed_at = Some(n);
@@ -1025,24 +1004,6 @@ fn e2e_killed_extract_resumes_to_the_same_tables() {
     Snapshot::open(&out).unwrap();
     assert!(!out.join(".work").exists(), "staging area left behind");
     assert_tables_equal(whole, &out);
-}
-
-/// Complete staged unit files (`*.jsonl.zst`, not temp files) anywhere under `dir`.
-fn count_units(dir: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| {
-            let p = e.path();
-            if p.is_dir() {
-                count_units(&p)
-            } else {
-                usize::from(p.to_string_lossy().ends_with(".jsonl.zst"))
-            }
-        })
-        .sum()
 }
 
 /// A wrong password exits 2 with a message that names the user and never the password.

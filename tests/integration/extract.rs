@@ -417,7 +417,7 @@ fn an_extract_killed_with_sigkill_resumes_to_the_same_snapshot() {
     let pages = out.join(".work/units/pages");
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let staged = walk_count(&pages);
+        let staged = crate::util::count_staged_units(&pages);
         if staged >= 3 || std::time::Instant::now() > deadline {
             break;
         }
@@ -426,27 +426,10 @@ fn an_extract_killed_with_sigkill_resumes_to_the_same_snapshot() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!out.join("manifest.json").exists(), "killed before the end");
-    let staged = walk_count(&pages);
+    let staged = crate::util::count_staged_units(&pages);
     assert!(staged >= 3, "the first run staged {staged} units");
     let status = cmd().status().unwrap();
     assert!(status.success());
     assert_tables_equal(&demo_dir(), &out, OBJECT_TABLES);
     assert!(!out.join(".work").exists());
-}
-
-fn walk_count(dir: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| {
-            let p = e.path();
-            if p.is_dir() {
-                walk_count(&p)
-            } else {
-                usize::from(p.to_string_lossy().ends_with(".jsonl.zst"))
-            }
-        })
-        .sum()
 }

@@ -47,3 +47,21 @@ pub fn fixture_path(rel: &str) -> PathBuf {
         .join("data/fixtures")
         .join(rel)
 }
+
+/// Complete staged unit files (`*.jsonl.zst`, not temp files) anywhere under `dir`.
+pub fn count_staged_units(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                count_staged_units(&p)
+            } else {
+                usize::from(p.to_string_lossy().ends_with(".jsonl.zst"))
+            }
+        })
+        .sum()
+}
