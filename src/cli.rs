@@ -113,8 +113,9 @@ pub struct ExtractArgs {
     /// netrc-style credentials file (default ~/.netrc).
     #[arg(long = "netrc", value_name = "FILE")]
     pub netrc: Option<PathBuf>,
-    /// Concurrent requests to the source.
-    #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 4)]
+    /// Concurrent requests to the source. A SENAITE served by one Zope process answers on one
+    /// core: more than 2 rarely helps it; raise it for ZEO clusters.
+    #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 2)]
     pub jobs: usize,
     /// Complete records per page.
     #[arg(long = "page-size", value_name = "N", default_value_t = 250)]

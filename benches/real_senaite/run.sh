@@ -48,6 +48,9 @@ if [ ! -x "$BIN" ]; then
     log "building $BIN"
     (cd "$ROOT" && cargo build --release)
 fi
+# a private copy: others may rebuild target/release while the variants run
+cp "$BIN" "$WORK/senaite-sync" && BIN="$WORK/senaite-sync"
+log "extractor: $BIN ($(stat -c %y "$ROOT/target/release/senaite-sync" 2>/dev/null | cut -c1-19) build)"
 
 # --- 1. a seeded instance (cached) -----------------------------------------------------------
 if [ -n "${SITE_URL:-}" ]; then

@@ -96,7 +96,7 @@ impl ExtractOptions {
             exclude_types: Vec::new(),
             include_paths: Vec::new(),
             exclude_paths: Vec::new(),
-            jobs: 4,
+            jobs: 2,
             page_size: 250,
             history: HistoryMode::Exact,
             local_roles: LocalRolesMode::Containers,
