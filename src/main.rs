@@ -5,6 +5,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// Extract allocates and frees many small JSON nodes; mimalloc is markedly faster at that than
+/// the system allocator (see Cargo.toml).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = senaite_sync::cli::Cli::parse();
     match senaite_sync::cli::run(cli) {

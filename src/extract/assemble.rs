@@ -53,46 +53,29 @@ pub(crate) fn assemble(
         &mut announced,
     )?;
     let mut writer = SnapshotWriter::create(out)?;
-    let mut blob_shas: HashSet<String> = HashSet::new();
-    let mut blob_bytes = 0u64;
+    let mut acc = Totals::default();
     let names: Vec<PathBuf> = (0..=255u8)
         .map(|b| bucket_dir.join(format!("{b:02x}")))
         .chain([bucket_dir.join("other")])
         .collect();
-    for round in names.chunks(BUCKETS_PER_ROUND) {
-        let built: Vec<Result<Bucket>> =
-            round.par_iter().map(|p| build_bucket(p, origin)).collect();
-        for bucket in built {
-            let bucket = bucket?;
-            for rows in bucket.rows {
-                let portal_type = rows.object[1].as_str().unwrap_or("").to_string();
-                let uid = rows.object[0].as_str().unwrap_or("").to_string();
-                *parts.counts.entry(portal_type).or_insert(0) += 1;
-                for (kind, message) in &rows.notes {
-                    parts.notes.push(Note {
-                        kind: kind.clone(),
-                        subject: uid.clone(),
-                        message: message.clone(),
-                    });
-                }
-                for b in &rows.blobs {
-                    if let Some(sha) = b[5].as_str()
-                        && blob_shas.insert(sha.to_string())
-                    {
-                        blob_bytes += b[4].as_int().unwrap_or(0) as u64;
-                    }
-                }
-                write_object(&mut writer, rows)?;
-            }
-            for (stream, (frame, lines)) in
-                [("jsonapi", bucket.raw_v1), ("restapi", bucket.raw_rest)]
-            {
-                if lines > 0 {
-                    writer.raw(stream)?.append_frame(&frame, lines)?;
-                }
-            }
-        }
+    let rounds: Vec<&[PathBuf]> = names.chunks(BUCKETS_PER_ROUND).collect();
+    let build = |round: &[PathBuf]| -> Vec<Result<Bucket>> {
+        round.par_iter().map(|p| build_bucket(p, origin)).collect()
+    };
+    // Double buffering: round k is written while round k+1 is built.
+    let mut pending = rounds.first().map(|r| build(r)).unwrap_or_default();
+    for k in 0..rounds.len() {
+        let current = std::mem::take(&mut pending);
+        let (written, next) = rayon::join(
+            || write_round(&mut writer, &mut acc, current),
+            || rounds.get(k + 1).map(|r| build(r)),
+        );
+        written?;
+        pending = next.unwrap_or_default();
     }
+    parts.counts = acc.counts;
+    parts.notes.extend(acc.notes);
+    let (blob_count, blob_bytes) = (acc.blob_shas.len() as u64, acc.blob_bytes);
     check_counts(&announced, &parts.counts, &mut parts.notes);
     parts.notes = collapse_notes(std::mem::take(&mut parts.notes));
     writer
@@ -102,12 +85,83 @@ pub(crate) fn assemble(
         write_site(&mut writer, site, origin)?;
     }
     parts.blobs = BlobTotals {
-        count: blob_shas.len() as u64,
+        count: blob_count,
         bytes: blob_bytes,
     };
     let manifest = writer.finish(parts)?;
     std::fs::remove_dir_all(&bucket_dir).map_err(|e| Error::write(&bucket_dir, e))?;
     Ok(manifest)
+}
+
+/// What the written objects add up to.
+#[derive(Default)]
+struct Totals {
+    counts: BTreeMap<String, u64>,
+    notes: Vec<Note>,
+    blob_shas: HashSet<String>,
+    blob_bytes: u64,
+}
+
+fn write_round(w: &mut SnapshotWriter, acc: &mut Totals, built: Vec<Result<Bucket>>) -> Result<()> {
+    for bucket in built {
+        let bucket = bucket?;
+        for rows in bucket.rows {
+            let portal_type = rows.object[1].as_str().unwrap_or("").to_string();
+            let uid = rows.object[0].as_str().unwrap_or("").to_string();
+            *acc.counts.entry(portal_type).or_insert(0) += 1;
+            for (kind, message) in &rows.notes {
+                acc.notes.push(Note {
+                    kind: kind.clone(),
+                    subject: uid.clone(),
+                    message: message.clone(),
+                });
+            }
+            for b in &rows.blobs {
+                if let Some(sha) = b[5].as_str()
+                    && acc.blob_shas.insert(sha.to_string())
+                {
+                    acc.blob_bytes += b[4].as_int().unwrap_or(0) as u64;
+                }
+            }
+            write_object(w, rows)?;
+        }
+        for (stream, (frame, lines)) in [("jsonapi", bucket.raw_v1), ("restapi", bucket.raw_rest)] {
+            if lines > 0 {
+                w.raw(stream)?.append_frame(&frame, lines)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Units read and split in parallel per round (bounds memory to a few units).
+const UNITS_PER_ROUND: usize = 8;
+
+/// The lines of one unit split by destination.
+#[derive(Default)]
+struct Routed {
+    notes: Vec<Note>,
+    counts: Vec<(String, u64)>,
+    lines: Vec<(String, String)>,
+}
+
+fn route_unit(staging: &Staging, unit: &str) -> Result<Routed> {
+    let mut out = Routed::default();
+    for (key, json) in staging.read_unit_lines(unit)? {
+        if key == NOTE_KEY {
+            if let Ok(n) = serde_json::from_str::<Note>(&json) {
+                out.notes.push(n);
+            }
+        } else if key == "!count" {
+            let v: Value = serde_json::from_str(&json).unwrap_or(Value::Null);
+            if let (Some(t), Some(c)) = (v["portal_type"].as_str(), v["count"].as_u64()) {
+                out.counts.push((t.to_string(), c));
+            }
+        } else {
+            out.lines.push((bucket_of(&key), json));
+        }
+    }
+    Ok(out)
 }
 
 fn route_to_buckets(
@@ -122,33 +176,27 @@ fn route_to_buckets(
     }
     std::fs::create_dir_all(bucket_dir).map_err(|e| Error::write(bucket_dir, e))?;
     let mut files: BTreeMap<String, BufWriter<File>> = BTreeMap::new();
-    for unit in units {
-        for (key, json) in staging.read_unit_lines(unit)? {
-            if key == NOTE_KEY {
-                if let Ok(n) = serde_json::from_str::<Note>(&json) {
-                    notes.push(n);
-                }
-                continue;
+    for round in units.chunks(UNITS_PER_ROUND) {
+        let routed: Vec<Result<Routed>> =
+            round.par_iter().map(|u| route_unit(staging, u)).collect();
+        for r in routed {
+            let r = r?;
+            notes.extend(r.notes);
+            for (t, c) in r.counts {
+                let e = announced.entry(t).or_insert(0);
+                *e = (*e).max(c);
             }
-            if key == "!count" {
-                let v: Value = serde_json::from_str(&json).unwrap_or(Value::Null);
-                if let (Some(t), Some(c)) = (v["portal_type"].as_str(), v["count"].as_u64()) {
-                    let e = announced.entry(t.to_string()).or_insert(0);
-                    *e = (*e).max(c);
-                }
-                continue;
-            }
-            let name = bucket_of(&key);
-            if !files.contains_key(&name) {
+            for (name, json) in r.lines {
                 let p = bucket_dir.join(&name);
-                let f = File::create(&p).map_err(|e| Error::write(&p, e))?;
-                files.insert(name.clone(), BufWriter::new(f));
-            }
-            if let Some(w) = files.get_mut(&name) {
-                let p = bucket_dir.join(&name);
-                w.write_all(json.as_bytes())
-                    .map_err(|e| Error::write(&p, e))?;
-                w.write_all(b"\n").map_err(|e| Error::write(&p, e))?;
+                if !files.contains_key(&name) {
+                    let f = File::create(&p).map_err(|e| Error::write(&p, e))?;
+                    files.insert(name.clone(), BufWriter::new(f));
+                }
+                if let Some(w) = files.get_mut(&name) {
+                    w.write_all(json.as_bytes())
+                        .map_err(|e| Error::write(&p, e))?;
+                    w.write_all(b"\n").map_err(|e| Error::write(&p, e))?;
+                }
             }
         }
     }
@@ -181,9 +229,14 @@ fn build_bucket(path: &Path, origin: &str) -> Result<Bucket> {
         return Ok(Bucket::default());
     }
     let file = File::open(path).map_err(|e| Error::read(path, e))?;
-    let mut by_uid: BTreeMap<String, ObjectCapture> = BTreeMap::new();
+    let mut lines: Vec<String> = Vec::new();
     for line in BufReader::new(file).lines() {
-        let line = line.map_err(|e| Error::read(path, e))?;
+        lines.push(line.map_err(|e| Error::read(path, e))?);
+    }
+    // Units are routed in parallel: sort so that which of two equal reads wins is deterministic.
+    lines.sort_unstable();
+    let mut by_uid: BTreeMap<String, ObjectCapture> = BTreeMap::new();
+    for line in lines {
         let cap: ObjectCapture = serde_json::from_str(&line).map_err(|source| Error::JsonFile {
             path: path.to_path_buf(),
             source,

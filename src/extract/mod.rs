@@ -215,29 +215,25 @@ pub fn run(opts: &ExtractOptions, progress: &Progress) -> Result<ExtractReport> 
         containers: &containers,
     };
     let bar = progress.bar(selected.len() as u64, "extract", "objects");
-    let mut resumed = 0;
-    let page_units = page_units(&selected, opts.page_size);
-    resumed += run_units(&pool, &ctx, &page_units, &bar)?;
-    let singles = single_units(&staging, &selected, opts.singles_per_unit)?;
-    resumed += run_units(&pool, &ctx, &singles, &bar)?;
+    let jsonapi_version = source.jsonapi_version.clone().unwrap_or_default();
+    // Site records (users, groups, registry, settings) are read on their own thread while the
+    // objects are fetched: they are a few sequential requests.
+    let (fetched, site) = std::thread::scope(|scope| {
+        let site = scope.spawn(|| read_site_records(opts, &staging, &client, &jsonapi_version));
+        let fetched = fetch_objects(&pool, &ctx, &selected, &bar);
+        let site = site
+            .join()
+            .unwrap_or_else(|_| Err(Error::Usage("reading the site records panicked".into())));
+        (fetched, site)
+    });
+    let resumed = fetched?;
+    let site = site?;
     bar.finish_and_clear();
     info!(
         objects = selected.len(),
         elapsed_s = started.elapsed().as_secs_f64(),
         "Fetched objects."
     );
-    let site = if opts.site_records {
-        match staging.read_doc::<site::SiteRecords>("site.json")? {
-            Some(s) => Some(s),
-            None => {
-                let s = site::read_site(&client, source.jsonapi_version.as_deref().unwrap_or(""))?;
-                staging.write_doc("site.json", &s)?;
-                Some(s)
-            }
-        }
-    } else {
-        None
-    };
     info!(
         elapsed_s = started.elapsed().as_secs_f64(),
         "Writing tables."
@@ -268,6 +264,38 @@ pub fn run(opts: &ExtractOptions, progress: &Progress) -> Result<ExtractReport> 
         resumed_units: resumed,
         elapsed: started.elapsed(),
     })
+}
+
+/// Runs the page units, then the single-object units for what the pages missed; returns how
+/// many units an earlier run had finished.
+fn fetch_objects(
+    pool: &rayon::ThreadPool,
+    ctx: &FetchContext,
+    selected: &[&Listed],
+    bar: &indicatif::ProgressBar,
+) -> Result<usize> {
+    let mut resumed = run_units(pool, ctx, &page_units(selected, ctx.opts.page_size), bar)?;
+    let singles = single_units(ctx.staging, selected, ctx.opts.singles_per_unit)?;
+    resumed += run_units(pool, ctx, &singles, bar)?;
+    Ok(resumed)
+}
+
+/// The site records, from the staging area when an earlier run read them.
+fn read_site_records(
+    opts: &ExtractOptions,
+    staging: &Staging,
+    client: &SenaiteClient,
+    jsonapi_version: &str,
+) -> Result<Option<site::SiteRecords>> {
+    if !opts.site_records {
+        return Ok(None);
+    }
+    if let Some(s) = staging.read_doc::<site::SiteRecords>("site.json")? {
+        return Ok(Some(s));
+    }
+    let s = site::read_site(client, jsonapi_version)?;
+    staging.write_doc("site.json", &s)?;
+    Ok(Some(s))
 }
 
 /// Checks the server speaks senaite.jsonapi and accepts the credentials; reads versions.
