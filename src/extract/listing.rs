@@ -58,9 +58,8 @@ pub fn list_site(client: &SenaiteClient, pool: &rayon::ThreadPool) -> Result<Lis
     ];
     let mut last = Listing::default();
     for attempt in 1..=LISTING_TRIES {
-        let (items, announced) = read_listing(client, pool, &query)?;
-        let objects = dedupe(&items);
-        let complete = objects.len() as u64 >= announced;
+        let (objects, skipped, announced) = read_listing(client, pool, &query)?;
+        let complete = objects.len() as u64 + skipped >= announced;
         last = Listing {
             objects,
             announced,
@@ -86,44 +85,57 @@ fn read_listing(
     client: &SenaiteClient,
     pool: &rayon::ThreadPool,
     query: &[(&str, String)],
-) -> Result<(Vec<Value>, u64)> {
+) -> Result<(Vec<Listed>, u64, u64)> {
     use rayon::prelude::*;
     let first = paging::read_page(client, "search", query, 0, LISTING_PAGE)?;
     let announced = first.count;
     let starts: Vec<u64> = (1..announced.div_ceil(LISTING_PAGE))
         .map(|p| p * LISTING_PAGE)
         .collect();
-    let rest: Vec<Result<paging::Page>> = pool.install(|| {
+    // Each page is reduced to (uid, type, path) as it arrives: the listing of a large site
+    // never sits in memory as JSON.
+    let rest: Vec<Result<(Vec<Listed>, u64)>> = pool.install(|| {
         starts
             .par_iter()
-            .map(|b| paging::read_page(client, "search", query, *b, LISTING_PAGE))
+            .map(|b| {
+                paging::read_page(client, "search", query, *b, LISTING_PAGE)
+                    .map(|p| to_listed(&p.items))
+            })
             .collect()
     });
-    let mut items = first.items;
+    let (mut objects, mut skipped) = to_listed(&first.items);
     for page in rest {
-        items.extend(page?.items);
+        let (o, s) = page?;
+        objects.extend(o);
+        skipped += s;
     }
-    Ok((items, announced))
+    Ok((dedupe(objects), skipped, announced))
 }
 
-fn dedupe(items: &[Value]) -> Vec<Listed> {
-    let mut by_uid: BTreeMap<String, Listed> = BTreeMap::new();
+/// The listed objects of a page, and how many items were not content (relationship objects).
+fn to_listed(items: &[Value]) -> (Vec<Listed>, u64) {
+    let mut out = Vec::with_capacity(items.len());
+    let mut skipped = 0;
     for it in items {
         let s = |k: &str| it.get(k).and_then(Value::as_str).unwrap_or("").to_string();
         let (uid, portal_type, path) = (s("uid"), s("portal_type"), s("path"));
         if uid.is_empty() || portal_type.is_empty() || SKIPPED_TYPES.contains(&portal_type.as_str())
         {
+            skipped += 1;
             continue;
         }
-        by_uid.insert(
-            uid.clone(),
-            Listed {
-                uid,
-                portal_type,
-                path,
-            },
-        );
+        out.push(Listed {
+            uid,
+            portal_type,
+            path,
+        });
     }
+    (out, skipped)
+}
+
+fn dedupe(objects: Vec<Listed>) -> Vec<Listed> {
+    let by_uid: BTreeMap<String, Listed> =
+        objects.into_iter().map(|l| (l.uid.clone(), l)).collect();
     by_uid.into_values().collect()
 }
 
@@ -179,7 +191,7 @@ mod tests {
             json!({}),
             json!({"uid": "r", "portal_type": "Reference", "path": "/s/at_references/r"}),
         ];
-        let got = dedupe(&items);
+        let got = dedupe(to_listed(&items).0);
         assert_eq!(
             got.iter().map(|l| l.uid.as_str()).collect::<Vec<_>>(),
             ["a", "b"]
