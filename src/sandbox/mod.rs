@@ -75,9 +75,9 @@ impl Default for SandboxOptions {
 }
 
 /// A running sandbox. Dropping it stops the server threads.
-#[derive(Debug)]
 pub struct Sandbox {
     shared: Arc<Shared>,
+    server: Arc<tiny_http::Server>,
     threads: Vec<JoinHandle<()>>,
     addr: SocketAddr,
 }
@@ -98,7 +98,11 @@ impl Sandbox {
                 "the sandbox only listens on loopback addresses".to_owned(),
             ));
         }
-        let server = tiny_http::Server::http(opts.addr).map_err(|e| fail(e.to_string()))?;
+        let server = tiny_http::Server::from_listener(
+            nodelay_listener(opts.addr).map_err(|e| fail(e.to_string()))?,
+            None,
+        )
+        .map_err(|e| fail(e.to_string()))?;
         let addr = server
             .server_addr()
             .to_ip()
@@ -124,6 +128,7 @@ impl Sandbox {
         let server = Arc::new(server);
         let mut sandbox = Sandbox {
             shared,
+            server: Arc::clone(&server),
             threads: Vec::new(),
             addr,
         };
@@ -211,6 +216,10 @@ impl Sandbox {
     /// Sets the stop flag, joins the workers and wakes `wait`ers.
     fn stop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
+        // Each worker blocks in `recv`; one `unblock` releases one of them.
+        for _ in 0..self.threads.len() {
+            self.server.unblock();
+        }
         for handle in self.threads.drain(..) {
             if handle.join().is_err() {
                 tracing::error!("Sandbox worker thread panicked.");
@@ -223,6 +232,26 @@ impl Sandbox {
         if panics > 0 {
             tracing::error!(panics, "Sandbox handlers panicked.");
         }
+    }
+}
+
+/// A listening socket whose accepted connections have TCP_NODELAY.
+fn nodelay_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_tcp_nodelay(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("addr", &self.addr)
+            .field("threads", &self.threads.len())
+            .finish_non_exhaustive()
     }
 }
 

@@ -75,10 +75,14 @@ pub(crate) struct Ctx<'a> {
 
 /// The loop of one worker thread.
 pub(crate) fn work(server: Arc<tiny_http::Server>, shared: Arc<Shared>) {
+    // A blocking `recv`, released by `Server::unblock` on shutdown: tiny_http 0.12's
+    // `recv_timeout` can leave a queued request waiting out the whole timeout when several
+    // workers wait at once (seen as ~45 ms stalls under concurrent clients).
     while !shared.stop.load(Ordering::SeqCst) {
-        match server.recv_timeout(POLL) {
-            Ok(Some(request)) => serve_one(request, &shared),
-            Ok(None) => {}
+        match server.recv() {
+            Ok(request) => serve_one(request, &shared),
+            Err(_) if shared.stop.load(Ordering::SeqCst) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
             Err(err) => {
                 tracing::warn!(error = %err, "Sandbox failed to receive a request.");
                 std::thread::sleep(POLL);
