@@ -28,7 +28,16 @@ use crate::snapshot::writer::{SnapshotParts, SnapshotWriter};
 const RAW_ZSTD_LEVEL: i32 = crate::snapshot::jsonl::ZSTD_LEVEL;
 
 /// Buckets processed in parallel per round.
-const BUCKETS_PER_ROUND: usize = 8;
+const MAX_BUCKETS_PER_ROUND: usize = 16;
+/// Objects held in memory per round (two rounds are in flight: one built, one written).
+const OBJECTS_PER_ROUND: u64 = 1024;
+
+/// Buckets per round for a snapshot of about `objects` objects: enough for parallel work on a
+/// small site, few enough that memory stays flat as the site grows.
+fn buckets_per_round(objects: u64) -> usize {
+    let per_bucket = (objects / 256).max(1);
+    ((OBJECTS_PER_ROUND / per_bucket) as usize).clamp(1, MAX_BUCKETS_PER_ROUND)
+}
 
 /// Builds the snapshot in `out` from the staged units; returns the manifest.
 ///
@@ -41,6 +50,7 @@ pub(crate) fn assemble(
     site_records: Option<&SiteRecords>,
     catalogs: &[Value],
     origin: &str,
+    expected_objects: u64,
 ) -> Result<Manifest> {
     let units = staging.units_under("units")?;
     let bucket_dir = staging.root().join("buckets");
@@ -58,7 +68,7 @@ pub(crate) fn assemble(
         .map(|b| bucket_dir.join(format!("{b:02x}")))
         .chain([bucket_dir.join("other")])
         .collect();
-    let rounds: Vec<&[PathBuf]> = names.chunks(BUCKETS_PER_ROUND).collect();
+    let rounds: Vec<&[PathBuf]> = names.chunks(buckets_per_round(expected_objects)).collect();
     let build = |round: &[PathBuf]| -> Vec<Result<Bucket>> {
         round.par_iter().map(|p| build_bucket(p, origin)).collect()
     };
@@ -399,6 +409,14 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].subject, "50 objects, the first u00");
         assert_eq!(collapse_notes(vec![note("a"), note("b")]).len(), 2);
+    }
+
+    #[test]
+    fn rounds_shrink_as_sites_grow() {
+        assert_eq!(buckets_per_round(100), 16);
+        assert_eq!(buckets_per_round(10_000), 16);
+        assert_eq!(buckets_per_round(100_000), 2);
+        assert_eq!(buckets_per_round(10_000_000), 1);
     }
 
     #[test]

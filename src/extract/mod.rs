@@ -253,6 +253,7 @@ pub fn run(opts: &ExtractOptions, progress: &Progress) -> Result<ExtractReport> 
         site.as_ref(),
         &listing.catalogs,
         client.origin(),
+        selected.len() as u64,
     )?;
     spinner.finish_and_clear();
     staging.remove()?;
