@@ -272,15 +272,20 @@ fn settings(ctx: &Ctx<'_>, site: &Site, key: &str) -> Reply {
     }
 }
 
+/// A single-segment resource that names no portal type: a real 404 `Not Found`.
+fn unknown_resource(ctx: &Ctx<'_>) -> Reply {
+    api_error(
+        ctx.framework,
+        ApiErrorKind::Api(404),
+        "Not Found",
+        ctx.started,
+    )
+}
+
 /// `/<resource>`: a search over the resource's portal_type.
 fn resource_search(ctx: &Ctx<'_>, site: &Site, resource: &str) -> Reply {
     let Some(portal_type) = site.resources.get(&resource.to_lowercase()) else {
-        return api_error(
-            ctx.framework,
-            ApiErrorKind::Api(404),
-            "Not Found",
-            ctx.started,
-        );
+        return unknown_resource(ctx);
     };
     let mut req = SearchRequest::from_form(&ctx.form);
     req.portal_types = vec![portal_type.clone()];
@@ -326,12 +331,7 @@ fn search_page(ctx: &Ctx<'_>, site: &Site, req: SearchRequest, complete_default:
 /// `/<resource>/<uid>`: an envelope of 0 or 1 complete records; the type is not checked.
 fn resource_uid(ctx: &Ctx<'_>, site: &Site, resource: &str, uid: &str) -> Reply {
     if !site.resources.contains_key(&resource.to_lowercase()) {
-        return api_error(
-            ctx.framework,
-            ApiErrorKind::Api(404),
-            "Not Found",
-            ctx.started,
-        );
+        return unknown_resource(ctx);
     }
     let mut req = SearchRequest::from_form(&ctx.form);
     req.portal_types.clear();

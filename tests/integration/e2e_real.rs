@@ -29,7 +29,7 @@ use senaite_sync::snapshot::table::{
 
 use crate::util::TestDir;
 
-use senaite_sync::snapshot::record::{RESTAPI_NON_FIELD_KEYS, V1_NON_FIELD_KEYS};
+use senaite_sync::snapshot::record::{RESTAPI_NON_FIELD_KEYS, V1_NON_FIELD_KEYS, strip_origin};
 
 /// Types `uid_catalog` lists that are not content (Archetypes relationship objects).
 const NOT_CONTENT: &[&str] = &["Reference"];
@@ -269,22 +269,6 @@ fn objects(snap: &Path) -> BTreeMap<String, ObjRow> {
             (o.uid.clone(), o)
         })
         .collect()
-}
-
-/// Removes the origin from the start of every string, as record.rs documents.
-fn strip_origin(value: &mut Value, origin: &str) {
-    match value {
-        Value::String(s) => {
-            if let Some(rest) = s.strip_prefix(origin)
-                && (rest.is_empty() || rest.starts_with('/'))
-            {
-                *s = rest.to_string();
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(|v| strip_origin(v, origin)),
-        Value::Object(m) => m.values_mut().for_each(|v| strip_origin(v, origin)),
-        _ => {}
-    }
 }
 
 fn is_file_value(v: &Value) -> bool {
