@@ -64,7 +64,14 @@ impl Site {
         } else {
             Vec::new()
         };
-        let path = req.path.as_ref().filter(|_| has("path"));
+        let site_root = format!("/{}", self.site_id);
+        // A query for the whole site (the listing every extract starts with) matches every
+        // object: skip the per-object path test, which made that listing O(N) per page.
+        let path = req
+            .path
+            .as_ref()
+            .filter(|_| has("path"))
+            .filter(|(paths, depth)| !(paths.contains(&site_root) && covers_all(depth)));
         let terms: Vec<Term<'_>> = req
             .terms
             .iter()
@@ -74,7 +81,8 @@ impl Site {
                 values: split_values(k, values),
             })
             .collect();
-        if catalog == UID_CATALOG && types.is_empty() && path.is_none() && terms.is_empty() {
+        let asked_path = req.path.is_some() && has("path");
+        if catalog == UID_CATALOG && types.is_empty() && !asked_path && terms.is_empty() {
             return Ok(Found { slots: Vec::new() });
         }
         let sort_on = req.sort_on.as_deref().filter(|s| has(s));
@@ -181,6 +189,14 @@ fn split_values<'a>(index: &str, values: &'a [String]) -> Vec<&'a str> {
         values.iter().flat_map(|v| v.split(',')).collect()
     } else {
         values.iter().map(String::as_str).collect()
+    }
+}
+
+/// Whether a depth reaches every object below a path (SENAITE paths are a few levels deep).
+fn covers_all(depth: &Depth) -> bool {
+    match depth {
+        Depth::Subtree => true,
+        Depth::Levels(n) => *n >= 32,
     }
 }
 
