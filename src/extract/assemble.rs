@@ -225,6 +225,17 @@ fn bucket_of(uid: &str) -> String {
     }
 }
 
+/// A line of the `restapi` raw stream. Fields in alphabetical order, so the serialization is
+/// canonical (sorted keys) without building a JSON object first.
+#[derive(serde::Serialize)]
+struct RestLine<'a> {
+    content: Option<&'a Value>,
+    history: Option<&'a Value>,
+    path: &'a str,
+    sharing: Option<&'a Value>,
+    uid: &'a str,
+}
+
 /// One bucket, built: rows of its objects in uid order, and its raw lines as compressed zstd
 /// frames (compressed here, in parallel, and appended in order by the writer).
 #[derive(Default)]
@@ -261,11 +272,18 @@ fn build_bucket(path: &Path, origin: &str) -> Result<Bucket> {
     let mut out = Bucket::default();
     let (mut v1_lines, mut rest_lines) = (Vec::new(), Vec::new());
     for cap in by_uid.into_values() {
-        out.rows.push(object_rows(&cap, origin));
         if cap.restapi.is_some() || cap.history.is_some() || cap.sharing.is_some() {
-            let rest = serde_json::json!({"uid": cap.uid, "path": cap.path, "content": cap.restapi,
-                "history": cap.history, "sharing": cap.sharing});
-            rest_lines.extend_from_slice(&jsonx::canonical(&rest));
+            let rest = RestLine {
+                content: cap.restapi.as_ref(),
+                history: cap.history.as_ref(),
+                path: &cap.path,
+                sharing: cap.sharing.as_ref(),
+                uid: &cap.uid,
+            };
+            serde_json::to_writer(&mut rest_lines, &rest).map_err(|source| Error::JsonFile {
+                path: path.to_path_buf(),
+                source,
+            })?;
             rest_lines.push(b'\n');
             out.raw_rest.1 += 1;
         }
@@ -274,6 +292,7 @@ fn build_bucket(path: &Path, origin: &str) -> Result<Bucket> {
             v1_lines.push(b'\n');
             out.raw_v1.1 += 1;
         }
+        out.rows.push(object_rows(cap, origin));
     }
     let frame = |lines: &[u8]| -> Result<Vec<u8>> {
         if lines.is_empty() {

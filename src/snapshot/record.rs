@@ -99,17 +99,28 @@ pub const RESTAPI_NON_FIELD_KEYS: &[&str] = &[
 
 /// Builds the rows of one object. `origin` is the scheme://host:port the answers' URLs use; it is
 /// stripped from every string in `fields` so that equal data from different hosts hashes equal.
-pub fn object_rows(cap: &ObjectCapture, origin: &str) -> ObjectRows {
+/// The capture is consumed: its v1 record becomes `fields` in place, without a copy (this runs
+/// once per object of a snapshot).
+pub fn object_rows(mut cap: ObjectCapture, origin: &str) -> ObjectRows {
     let mut out = ObjectRows::default();
     let mut sources: BTreeMap<String, Value> = BTreeMap::new();
-    let mut fields = match &cap.v1 {
-        Some(Value::Object(rec)) => v1_fields(rec),
+    let v1 = cap.v1.take();
+    let has_v1 = v1.is_some();
+    let mut workflow_info = None;
+    let mut fields = match v1 {
+        Some(Value::Object(mut rec)) => {
+            workflow_info = rec.remove("workflow_info");
+            for k in V1_NON_FIELD_KEYS {
+                rec.remove(*k);
+            }
+            rec
+        }
         _ => {
             sources.insert("record".into(), Value::from("restapi"));
             restapi_fields(cap.restapi.as_ref())
         }
     };
-    if cap.v1.is_some() {
+    if has_v1 {
         let filled = fill_from_restapi(&mut fields, cap.restapi.as_ref());
         if !filled.is_empty() {
             sources.insert("restapi".into(), Value::from(filled));
@@ -132,7 +143,7 @@ pub fn object_rows(cap: &ObjectCapture, origin: &str) -> ObjectRows {
     }
     let mut fields = Value::Object(fields);
     strip_origin(&mut fields, origin);
-    let ident = Identity::of(cap, &fields);
+    let ident = Identity::of(&cap, &fields, workflow_info.as_ref());
     let canonical = jsonx::canonical(&fields);
     out.object = vec![
         Cell::s(&cap.uid),
@@ -149,8 +160,8 @@ pub fn object_rows(cap: &ObjectCapture, origin: &str) -> ObjectRows {
         Cell::s(String::from_utf8_lossy(&canonical).into_owned()),
         Cell::s(Value::Object(sources.into_iter().collect()).to_string()),
     ];
-    workflow_rows(cap, &mut out);
-    sharing_rows(cap, &mut out);
+    workflow_rows(&cap, workflow_info.as_ref(), &mut out);
+    sharing_rows(&cap, &mut out);
     for b in &cap.blobs {
         out.blobs.push(vec![
             Cell::s(&cap.uid),
@@ -162,13 +173,6 @@ pub fn object_rows(cap: &ObjectCapture, origin: &str) -> ObjectRows {
         ]);
     }
     out
-}
-
-fn v1_fields(rec: &Map<String, Value>) -> Map<String, Value> {
-    rec.iter()
-        .filter(|(k, _)| !V1_NON_FIELD_KEYS.contains(&k.as_str()))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
 }
 
 fn restapi_fields(body: Option<&Value>) -> Map<String, Value> {
@@ -241,7 +245,7 @@ struct Identity {
 }
 
 impl Identity {
-    fn of(cap: &ObjectCapture, fields: &Value) -> Identity {
+    fn of(cap: &ObjectCapture, fields: &Value, workflow_info: Option<&Value>) -> Identity {
         let s = |k: &str| {
             fields
                 .get(k)
@@ -260,7 +264,7 @@ impl Identity {
             title: s("title"),
             created: s("created"),
             modified: s("modified"),
-            review_state: s("review_state").or_else(|| primary_state(cap)),
+            review_state: s("review_state").or_else(|| primary_state(workflow_info)),
         }
     }
 }
@@ -271,8 +275,8 @@ fn parent_of(path: &str) -> Option<String> {
         .filter(|p| !p.is_empty())
 }
 
-fn primary_state(cap: &ObjectCapture) -> Option<String> {
-    let wf = cap.v1.as_ref()?.get("workflow_info")?.as_array()?;
+fn primary_state(workflow_info: Option<&Value>) -> Option<String> {
+    let wf = workflow_info?.as_array()?;
     wf.first()?
         .get("review_state")?
         .as_str()
@@ -314,8 +318,8 @@ fn same_second(exact: &str, v1: &str) -> bool {
     a.get(..19) == v1.get(..19)
 }
 
-fn workflow_rows(cap: &ObjectCapture, out: &mut ObjectRows) {
-    let Some(Value::Array(wfs)) = cap.v1.as_ref().and_then(|v| v.get("workflow_info")) else {
+fn workflow_rows(cap: &ObjectCapture, workflow_info: Option<&Value>, out: &mut ObjectRows) {
+    let Some(Value::Array(wfs)) = workflow_info else {
         return;
     };
     let exact = rest_history(cap);
@@ -502,7 +506,7 @@ mod tests {
 
     #[test]
     fn restapi_fills_values_v1_loses() {
-        let rows = object_rows(&sample_cap(), "http://127.0.0.1:8081");
+        let rows = object_rows(sample_cap(), "http://127.0.0.1:8081");
         let fields: Value = serde_json::from_str(rows.object[11].as_str().unwrap()).unwrap();
         assert_eq!(fields["hazardous"], json!(false));
         assert_eq!(fields["retention_period"], json!(2592000.0));
@@ -517,7 +521,7 @@ mod tests {
 
     #[test]
     fn exact_history_times_replace_whole_seconds() {
-        let rows = object_rows(&sample_cap(), "");
+        let rows = object_rows(sample_cap(), "");
         assert_eq!(rows.history.len(), 1);
         assert_eq!(
             rows.history[0][7].as_str(),
@@ -533,20 +537,20 @@ mod tests {
         let mut cap = sample_cap();
         cap.history = Some(json!([{"type": "workflow", "review_state": "other",
             "time": "2026-11-26T15:25:07.609503"}]));
-        let rows = object_rows(&cap, "");
+        let rows = object_rows(cap.clone(), "");
         assert_eq!(rows.history[0][7].as_str(), Some("2026-11-26 15:25:07"));
         assert_eq!(rows.notes[0].0, "history_precision");
     }
 
     #[test]
     fn same_content_from_another_host_hashes_equal() {
-        let a = object_rows(&sample_cap(), "http://127.0.0.1:8081");
+        let a = object_rows(sample_cap(), "http://127.0.0.1:8081");
         let mut cap = sample_cap();
         let text = serde_json::to_string(&cap.v1)
             .unwrap()
             .replace("127.0.0.1:8081", "localhost:9");
         cap.v1 = serde_json::from_str(&text).unwrap();
-        let b = object_rows(&cap, "http://localhost:9");
+        let b = object_rows(cap.clone(), "http://localhost:9");
         assert_eq!(a.object, b.object);
     }
 
@@ -563,7 +567,7 @@ mod tests {
             ),
             ..Default::default()
         };
-        let rows = object_rows(&cap, "");
+        let rows = object_rows(cap.clone(), "");
         assert_eq!(rows.object[1].as_str(), Some("Setup"));
         assert_eq!(rows.object[5].as_str(), Some("setup"));
         assert_eq!(rows.object[4].as_str(), Some("/senaite"));
@@ -578,7 +582,7 @@ mod tests {
         cap.sharing = Some(json!({"inherit": true, "entries": [
             {"id": "bob", "type": "user", "roles": {"Owner": true, "Reader": "acquired", "Editor": false}},
             {"id": "nobody", "type": "user", "roles": {"Owner": false}}]}));
-        let rows = object_rows(&cap, "");
+        let rows = object_rows(cap.clone(), "");
         assert_eq!(rows.local_roles.len(), 1);
         assert_eq!(rows.local_roles[0][3].as_list(), ["Owner"]);
         assert_eq!(rows.local_roles[0][4].as_list(), ["Reader"]);
