@@ -13,10 +13,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::error::{Error, Result};
 use crate::extract::{self, ExtractOptions, HistoryMode, LocalRolesMode};
 use crate::inspect::{self, InspectOptions};
+use crate::load::{self, LoadOptions};
+use crate::plan::{self, PlanOptions};
 use crate::progress::{Progress, ProgressMode};
 use crate::sandbox::{Sandbox, SandboxOptions};
 use crate::source::credentials::{self, CredentialSources};
 use crate::source::{Credentials, Secret};
+use crate::verify::{self, VerifyOptions};
 
 /// Move SENAITE LIMS data between instances through inspectable snapshot directories.
 #[derive(Debug, Parser)]
@@ -93,6 +96,40 @@ pub enum Command {
         after_long_help = "Examples:\n  senaite-sync serve\n  senaite-sync serve snap --addr 127.0.0.1:8099"
     )]
     Serve(ServeArgs),
+    /// Show what a load of a snapshot would do to a destination, writing nothing.
+    ///
+    /// Asks the destination's receiver add-on, by UID, which objects exist and classifies every
+    /// record per portal type: to create, to update, unchanged (loaded before, not edited since),
+    /// blocked (type missing in the destination, parent missing, receiver missing or too old).
+    /// Lists every reference whose target is neither in the snapshot nor in the destination.
+    #[command(after_long_help = "Examples:\n  \
+        senaite-sync plan snap --url http://127.0.0.1:8082/senaite\n  \
+        senaite-sync plan snap --url http://lims2:8080/senaite --json | jq .totals")]
+    Plan(PlanArgs),
+    /// Write a snapshot into a destination SENAITE, keeping UIDs, ids, states, history and dates.
+    ///
+    /// Needs the receiver add-on in the destination (companion/; `plan` tells whether it is
+    /// there). Sends users and groups, then every file in resumable chunks, then the objects in
+    /// dependency order (containers before contents, referenced before referencing) in batches,
+    /// then advances the destination's ID counters. Every outcome is written to a ledger in the
+    /// state directory: killed and re-run, a load resumes without redoing or duplicating anything;
+    /// --retry-failed replays only the records the destination rejected. Exit 1 when some records
+    /// or fields were rejected (all listed), 2 on errors.
+    #[command(after_long_help = "Examples:\n  \
+        SENAITE_USER=admin SENAITE_PASSWORD=secret \\\n    senaite-sync load snap --url http://127.0.0.1:8082/senaite\n  \
+        senaite-sync load snap --url http://127.0.0.1:8082/senaite --retry-failed\n  \
+        senaite-sync load snap --url http://lims2:8080/senaite --state /var/lib/migration/state --json")]
+    Load(LoadArgs),
+    /// Prove a load: re-read the destination and compare it with the snapshot.
+    ///
+    /// Extracts the destination with the snapshot's own request into <state>/verify (kept as
+    /// evidence) and compares every object, field, workflow state, review-history entry, local
+    /// role and file (sha256), plus users and groups. Fields that legitimately differ between
+    /// two sites are listed in the report. Exit 0 when equal, 1 on differences.
+    #[command(after_long_help = "Examples:\n  \
+        senaite-sync verify snap --url http://127.0.0.1:8082/senaite\n  \
+        senaite-sync verify snap --url http://127.0.0.1:8082/senaite --json > proof.json")]
+    Verify(VerifyArgs),
     /// Run the main job on the shipped demo data: serve it, extract it, inspect the result.
     #[command(after_long_help = "Example:\n  senaite-sync demo --out /tmp/demo-snapshot")]
     Demo(DemoArgs),
@@ -157,6 +194,94 @@ pub struct ExtractArgs {
     /// Overwrite a complete snapshot in --out.
     #[arg(long = "force")]
     pub force: bool,
+}
+
+/// Where a snapshot goes: the arguments `plan`, `load` and `verify` share.
+#[derive(Debug, Args)]
+pub struct DestArgs {
+    /// Snapshot directory.
+    #[arg(value_name = "SNAPSHOT")]
+    pub snapshot: PathBuf,
+    /// Site URL of the destination, e.g. http://127.0.0.1:8082/senaite.
+    #[arg(long = "url", value_name = "URL")]
+    pub url: String,
+    /// User name (else SENAITE_USER, a netrc entry, or a prompt); must be a Manager.
+    #[arg(long = "user", value_name = "USER")]
+    pub user: Option<String>,
+    /// netrc-style credentials file (default ~/.netrc).
+    #[arg(long = "netrc", value_name = "FILE")]
+    pub netrc: Option<PathBuf>,
+    /// State directory (ledger, reports, verify extract); default
+    /// <snapshot's parent>/.senaite-sync-state/<destination>.
+    #[arg(long = "state", value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long = "json")]
+    pub json: bool,
+}
+
+/// `plan` arguments.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Snapshot and destination.
+    #[command(flatten)]
+    pub dest: DestArgs,
+}
+
+/// `load` arguments.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Snapshot and destination.
+    #[command(flatten)]
+    pub dest: DestArgs,
+    /// Records per request (the receiver may allow fewer).
+    #[arg(long = "batch-size", value_name = "N", default_value_t = 50)]
+    pub batch_size: usize,
+    /// Replay only the records the destination rejected in earlier runs.
+    #[arg(long = "retry-failed")]
+    pub retry_failed: bool,
+    /// Do not create or update users and groups.
+    #[arg(long = "no-principals")]
+    pub no_principals: bool,
+}
+
+/// `verify` arguments.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Snapshot and destination.
+    #[command(flatten)]
+    pub dest: DestArgs,
+    /// Concurrent requests while re-reading the destination.
+    #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 2)]
+    pub jobs: usize,
+}
+
+impl DestArgs {
+    fn credentials(&self) -> Result<Credentials> {
+        resolve_credentials(&self.url, self.user.clone(), self.netrc.clone())
+    }
+}
+
+/// Credentials for a site URL from --user/--netrc, the environment, netrc or a prompt.
+fn resolve_credentials(
+    url: &str,
+    user: Option<String>,
+    netrc: Option<PathBuf>,
+) -> Result<Credentials> {
+    let origin = crate::source::client::origin_of(url.trim_end_matches('/')).ok_or_else(|| {
+        Error::Usage(format!(
+            "--url {url} is not an http(s) URL without user info"
+        ))
+    })?;
+    let host = origin.split("://").nth(1).unwrap_or(&origin).to_string();
+    credentials::resolve(
+        &host,
+        &CredentialSources {
+            user,
+            netrc,
+            allow_prompt: true,
+        },
+    )
 }
 
 /// `--history` values.
@@ -244,22 +369,7 @@ impl ExtractArgs {
                 self.page_size
             )));
         }
-        let origin =
-            crate::source::client::origin_of(self.url.trim_end_matches('/')).ok_or_else(|| {
-                Error::Usage(format!(
-                    "--url {} is not an http(s) URL without user info",
-                    self.url
-                ))
-            })?;
-        let host = origin.split("://").nth(1).unwrap_or(&origin).to_string();
-        let creds = credentials::resolve(
-            &host,
-            &CredentialSources {
-                user: self.user,
-                netrc: self.netrc,
-                allow_prompt: true,
-            },
-        )?;
+        let creds = resolve_credentials(&self.url, self.user, self.netrc)?;
         let mut o = ExtractOptions::new(&self.url, self.out, creds);
         o.jobs = self.jobs;
         o.page_size = self.page_size;
@@ -315,6 +425,56 @@ pub fn run(cli: Cli) -> Result<u8> {
             }
             Ok(if report.is_intact() { 0 } else { 2 })
         }
+        Command::Plan(args) => {
+            let report = plan::run(&PlanOptions {
+                credentials: args.dest.credentials()?,
+                snapshot: args.dest.snapshot,
+                url: args.dest.url,
+            })?;
+            if args.dest.json {
+                emit_json(&report);
+            } else {
+                emit(&plan::render_text(&report));
+            }
+            Ok(0)
+        }
+        Command::Load(args) => {
+            let mut o = LoadOptions::new(
+                args.dest.snapshot.clone(),
+                &args.dest.url,
+                args.dest.credentials()?,
+            );
+            o.state_dir = args.dest.state;
+            o.batch_size = args.batch_size.max(1);
+            o.retry_failed = args.retry_failed;
+            o.skip_principals = args.no_principals;
+            let report = load::run(&o, &progress)?;
+            if args.dest.json {
+                emit_json(&report);
+            } else {
+                emit(&render_load(&report));
+            }
+            Ok(if report.is_complete() { 0 } else { 1 })
+        }
+        Command::Verify(args) => {
+            let report = verify::run(
+                &VerifyOptions {
+                    credentials: args.dest.credentials()?,
+                    snapshot: args.dest.snapshot,
+                    url: args.dest.url,
+                    out: None,
+                    state_dir: args.dest.state,
+                    jobs: args.jobs,
+                },
+                &progress,
+            )?;
+            if args.dest.json {
+                emit_json(&report);
+            } else {
+                emit(&render_verify(&report));
+            }
+            Ok(if report.is_equal() { 0 } else { 1 })
+        }
         Command::Serve(args) => serve(args),
         Command::Demo(args) => demo(args, &progress),
     }
@@ -345,6 +505,143 @@ fn print_extract_summary(r: &extract::ExtractReport) {
         m.source.site_url,
         &m.snapshot_id[..12.min(m.snapshot_id.len())],
     ));
+}
+
+fn emit_json<T: serde::Serialize>(value: &T) {
+    let text = serde_json::to_string_pretty(value).unwrap_or_default();
+    emit(&format!("{text}\n"));
+}
+
+/// A load report as text.
+pub fn render_load(r: &load::LoadReport) -> String {
+    let mut s = format!(
+        "Load of snapshot {} into {} (receiver {}; state {})\n",
+        &r.snapshot_id[..12.min(r.snapshot_id.len())],
+        r.destination,
+        r.receiver,
+        r.state_dir
+    );
+    s.push_str(&format!(
+        "{:<28} {:>8} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8}\n",
+        "portal_type",
+        "created",
+        "updated",
+        "unchanged",
+        "deferred",
+        "partial",
+        "failed",
+        "earlier"
+    ));
+    let line = |name: &str, c: &load::StatusCounts| {
+        format!(
+            "{:<28} {:>8} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8}\n",
+            name, c.created, c.updated, c.unchanged, c.deferred, c.partial, c.failed, c.done_before
+        )
+    };
+    for (t, c) in &r.by_type {
+        s.push_str(&line(t, c));
+    }
+    s.push_str(&line("TOTAL", &r.totals));
+    s.push_str(&format!(
+        "{} files uploaded ({} bytes); {} users/groups; {} ID counters advanced; {:.1}s\n",
+        r.blobs_uploaded,
+        r.blob_bytes_sent,
+        r.principals.len(),
+        r.counters.len(),
+        r.seconds
+    ));
+    if !r.users_needing_password_reset.is_empty() {
+        s.push_str(&format!(
+            "users created without a usable password (passwords cannot be read from the source; reset them): {}\n",
+            r.users_needing_password_reset.join(", ")
+        ));
+    }
+    for p in r.principals.iter().filter(|p| p.status == "failed") {
+        s.push_str(&format!(
+            "rejected {} {}: {}\n",
+            p.kind,
+            p.id,
+            p.error.as_deref().unwrap_or("")
+        ));
+    }
+    for x in &r.rejected {
+        s.push_str(&format!(
+            "{} {} ({}) {}: {}\n",
+            x.status,
+            x.path,
+            x.portal_type,
+            x.uid,
+            x.error.as_deref().unwrap_or("")
+        ));
+        for (f, why) in &x.field_errors {
+            s.push_str(&format!("    field {f}: {why}\n"));
+        }
+        for f in &x.deferred_fields {
+            s.push_str(&format!(
+                "    field {f}: reference target missing in the snapshot and the destination\n"
+            ));
+        }
+    }
+    if r.rejected.is_empty() {
+        s.push_str("Every record is in the destination.\n");
+    } else {
+        s.push_str(&format!(
+            "{} records rejected in whole or part; after fixing, run again with --retry-failed.\n",
+            r.rejected.len()
+        ));
+    }
+    s
+}
+
+/// A verify report as text.
+pub fn render_verify(r: &verify::VerifyReport) -> String {
+    let m = &r.summary;
+    let mut s = format!(
+        "Verify of snapshot {} against {} (destination re-read into {})\n\
+         {} objects compared: {} equal, {} different, {} missing; {} other objects in the destination\n",
+        &r.snapshot_id[..12.min(r.snapshot_id.len())],
+        r.destination,
+        r.destination_snapshot,
+        m.objects,
+        m.equal,
+        m.different,
+        m.missing,
+        m.extra
+    );
+    for d in r.differences.iter().take(200) {
+        let show = |v: &serde_json::Value| {
+            let t = v.to_string();
+            if t.chars().count() > 160 {
+                format!("{}…", t.chars().take(160).collect::<String>())
+            } else {
+                t
+            }
+        };
+        s.push_str(&format!(
+            "{} {} ({}) {}: expected {} got {}\n",
+            d.kind,
+            d.path,
+            d.portal_type,
+            d.key,
+            show(&d.expected),
+            show(&d.actual)
+        ));
+    }
+    if r.differences.len() > 200 {
+        s.push_str(&format!(
+            "... {} more (use --json)\n",
+            r.differences.len() - 200
+        ));
+    }
+    for p in &r.principals {
+        s.push_str(&format!("{p}\n"));
+    }
+    s.push_str(if r.is_equal() {
+        "No differences.\n"
+    } else {
+        "Differences found.\n"
+    });
+    s
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error.

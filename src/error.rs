@@ -121,6 +121,20 @@ pub enum Error {
         /// What does not match.
         message: String,
     },
+    /// The destination has no (compatible) receiver.
+    #[error("destination {url}: {message}")]
+    Receiver {
+        /// The destination site URL.
+        url: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// A load could not go on.
+    #[error("load: {message}")]
+    Load {
+        /// What failed, and how to resume.
+        message: String,
+    },
     /// The sandbox server could not start.
     #[error("sandbox server on {addr}: {message}")]
     Sandbox {

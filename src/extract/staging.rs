@@ -4,7 +4,6 @@
 //! units in flight; a re-run with the same request skips every unit whose file exists.
 //! `request.json` fingerprints the request: a different one refuses to resume instead of mixing.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -184,15 +183,11 @@ fn write_json<T: Serialize>(path: &Path, doc: &T) -> Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| Error::write(parent, e))?;
     }
-    let tmp = layout::tmp_path(path);
     let bytes = serde_json::to_vec_pretty(doc).map_err(|source| Error::JsonFile {
         path: path.to_path_buf(),
         source,
     })?;
-    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::write(&tmp, e))?;
-    f.write_all(&bytes).map_err(|e| Error::write(&tmp, e))?;
-    f.sync_all().map_err(|e| Error::write(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::write(path, e))
+    crate::snapshot::writer::write_atomic(path, &bytes)
 }
 
 /// Reads all documents of a plain `.jsonl.zst` file (no keys).

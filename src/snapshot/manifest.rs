@@ -4,7 +4,6 @@
 //! Its shape is described by `schemas/manifest.schema.json`.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -204,16 +203,12 @@ impl Manifest {
     /// When writing or renaming fails.
     pub fn write(&self, snap: &Path) -> Result<()> {
         let path = layout::manifest_path(snap);
-        let tmp = layout::tmp_path(&path);
         let mut text = serde_json::to_vec_pretty(self).map_err(|source| Error::JsonFile {
             path: path.clone(),
             source,
         })?;
         text.push(b'\n');
-        let mut file = std::fs::File::create(&tmp).map_err(|e| Error::write(&tmp, e))?;
-        file.write_all(&text).map_err(|e| Error::write(&tmp, e))?;
-        file.sync_all().map_err(|e| Error::write(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| Error::write(&path, e))
+        crate::snapshot::writer::write_atomic(&path, &text)
     }
 
     /// The file entry for a relative path.

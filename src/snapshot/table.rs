@@ -627,6 +627,29 @@ fn cell_at(kind: Kind, col: &ArrayRef, r: usize) -> Cell {
     }
 }
 
+/// Columns that hold JSON text (parsed by [`row_to_json`]).
+pub const JSON_COLUMNS: &[&str] = &["fields", "sources", "extra", "properties"];
+
+/// One row as a JSON object keyed by column name; the JSON-text columns ([`JSON_COLUMNS`]) are
+/// parsed (a value that does not parse stays a string, so nothing is lost).
+pub fn row_to_json(def: &TableDef, row: Vec<Cell>) -> serde_json::Map<String, serde_json::Value> {
+    use serde_json::Value;
+    let mut out = serde_json::Map::with_capacity(row.len());
+    for ((name, _, _, _), cell) in def.columns.iter().zip(row) {
+        let v = match cell {
+            Cell::Str(Some(s)) if JSON_COLUMNS.contains(name) => {
+                crate::jsonx::parse_lenient(s.as_bytes()).unwrap_or(Value::String(s))
+            }
+            Cell::Str(v) => v.map_or(Value::Null, Value::String),
+            Cell::Int(v) => v.map_or(Value::Null, Value::from),
+            Cell::Bool(v) => v.map_or(Value::Null, Value::Bool),
+            Cell::StrList(v) => Value::from(v),
+        };
+        out.insert((*name).to_string(), v);
+    }
+    out
+}
+
 /// The table schemas as a JSON document (the content of `schemas/tables.json`).
 pub fn schemas_json() -> serde_json::Value {
     let tables: Vec<serde_json::Value> = ALL_TABLES

@@ -201,6 +201,19 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// Writes a small file atomically: a temp name beside it, fsync, rename.
+///
+/// # Errors
+/// When writing or renaming fails (naming the file).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    let tmp = crate::snapshot::layout::tmp_path(path);
+    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::write(&tmp, e))?;
+    f.write_all(bytes).map_err(|e| Error::write(&tmp, e))?;
+    f.sync_all().map_err(|e| Error::write(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::write(path, e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

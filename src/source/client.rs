@@ -3,7 +3,9 @@
 //! senaite.jsonapi v1 routes (`SITE/@@API/senaite/v1/...`), plone.restapi (`SITE/<path>` with
 //! `Accept: application/json`) and file downloads (`Accept: */*`). It judges every answer the
 //! same way: a 2xx status, a JSON body, and not an API error dict (`success: false` with a
-//! `message`), so an HTTP 200 error is never taken for data. It never sends a write.
+//! `message`), so an HTTP 200 error is never taken for data. Its public methods only read; the
+//! destination side (`load`) POSTs to the receiver's idempotent routes through the crate-private
+//! `post_json` / `post_bytes`, which `extract` never calls (CI greps for it).
 
 use std::io::Read;
 use std::time::{Duration, Instant};
@@ -148,8 +150,43 @@ impl SenaiteClient {
     /// # Errors
     /// As [`SenaiteClient::api_get`].
     pub fn get_json(&self, url: &str, query: &[(&str, String)]) -> Result<Value> {
+        self.json_request(Method::Get, url, query)
+    }
+
+    /// POSTs a JSON body to an idempotent route and returns the JSON answer. Retried like a GET:
+    /// only for routes that may be repeated without effect (the receiver's, keyed by UID).
+    ///
+    /// # Errors
+    /// As [`SenaiteClient::api_get`].
+    pub(crate) fn post_json(&self, url: &str, body: &Value) -> Result<Value> {
+        let bytes = serde_json::to_vec(body).map_err(|e| Error::BadResponse {
+            url: url.to_string(),
+            message: format!("request body cannot be encoded: {e}"),
+        })?;
+        self.json_request(Method::Post(Payload::Json(&bytes)), url, &[])
+    }
+
+    /// POSTs raw bytes (with extra headers) to an idempotent route; returns the JSON answer.
+    ///
+    /// # Errors
+    /// As [`SenaiteClient::api_get`].
+    pub(crate) fn post_bytes(
+        &self,
+        url: &str,
+        bytes: &[u8],
+        headers: &[(&'static str, String)],
+    ) -> Result<Value> {
+        self.json_request(Method::Post(Payload::Octet(bytes, headers)), url, &[])
+    }
+
+    fn json_request(
+        &self,
+        method: Method<'_>,
+        url: &str,
+        query: &[(&str, String)],
+    ) -> Result<Value> {
         let shown = display_url(url, query);
-        let body = self.get_with_retry(url, query, Expect::Json, &shown, |resp| {
+        let body = self.with_retry(method, url, query, Expect::Json, &shown, |resp| {
             let mut bytes = Vec::new();
             let mut resp = resp;
             resp.read_to_end(&mut bytes)
@@ -180,11 +217,14 @@ impl SenaiteClient {
         mut sink: impl FnMut(&mut dyn Read) -> Result<T>,
     ) -> Result<T> {
         let shown = display_url(url, &[]);
-        self.get_with_retry(url, &[], Expect::Bytes, &shown, |mut resp| sink(&mut resp))
+        self.with_retry(Method::Get, url, &[], Expect::Bytes, &shown, |mut resp| {
+            sink(&mut resp)
+        })
     }
 
-    fn get_with_retry<T>(
+    fn with_retry<T>(
         &self,
+        method: Method<'_>,
         url: &str,
         query: &[(&str, String)],
         expect: Expect,
@@ -195,13 +235,13 @@ impl SenaiteClient {
         loop {
             attempt += 1;
             let started = Instant::now();
-            let (err, retry_after) = match self.send(url, query, expect) {
+            let (err, retry_after) = match self.send(method, url, query, expect) {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     if (200..300).contains(&status) {
                         match consume(resp) {
                             Ok(v) => {
-                                debug!(url = %shown, elapsed_ms = started.elapsed().as_millis() as u64, "GET done.");
+                                debug!(method = method.name(), url = %shown, elapsed_ms = started.elapsed().as_millis() as u64, "Request done.");
                                 return Ok(v);
                             }
                             // A body cut off mid-transfer is a transport failure: retry.
@@ -215,7 +255,7 @@ impl SenaiteClient {
                             .and_then(|v| v.to_str().ok())
                             .and_then(retry::parse_retry_after);
                         let body = resp.bytes().map(|b| b.to_vec()).unwrap_or_default();
-                        let err = self.status_error(shown, status, &body);
+                        let err = self.status_error(method.name(), shown, status, &body);
                         let api_body = jsonx::parse_lenient(&body)
                             .ok()
                             .is_some_and(|v| is_application_error_body(&v));
@@ -228,7 +268,7 @@ impl SenaiteClient {
                 Err(source) => {
                     let retryable = retry::is_retryable_transport(&source);
                     let err = Error::Http {
-                        method: "GET",
+                        method: method.name(),
                         url: shown.to_string(),
                         source,
                     };
@@ -249,6 +289,7 @@ impl SenaiteClient {
 
     fn send(
         &self,
+        method: Method<'_>,
         url: &str,
         query: &[(&str, String)],
         expect: Expect,
@@ -257,8 +298,25 @@ impl SenaiteClient {
             Expect::Json => "application/json",
             Expect::Bytes => "*/*",
         };
-        self.http
-            .get(url)
+        let builder = match method {
+            Method::Get => self.http.get(url),
+            Method::Post(Payload::Json(bytes)) => self
+                .http
+                .post(url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(bytes.to_vec()),
+            Method::Post(Payload::Octet(bytes, headers)) => {
+                let mut b = self
+                    .http
+                    .post(url)
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream");
+                for (name, value) in headers {
+                    b = b.header(*name, value.as_str());
+                }
+                b.body(bytes.to_vec())
+            }
+        };
+        builder
             .query(query)
             .basic_auth(
                 &self.credentials.user,
@@ -268,7 +326,7 @@ impl SenaiteClient {
             .send()
     }
 
-    fn status_error(&self, shown: &str, status: u16, body: &[u8]) -> Error {
+    fn status_error(&self, method: &'static str, shown: &str, status: u16, body: &[u8]) -> Error {
         if status == 401 {
             return Error::Unauthorized {
                 url: shown.to_string(),
@@ -283,10 +341,33 @@ impl SenaiteClient {
             })
             .or_else(|| (!body.is_empty()).then(|| snippet(body)));
         Error::HttpStatus {
-            method: "GET",
+            method,
             url: shown.to_string(),
             status,
             detail,
+        }
+    }
+}
+
+/// The HTTP method of a request, with its body.
+#[derive(Clone, Copy)]
+enum Method<'a> {
+    Get,
+    Post(Payload<'a>),
+}
+
+/// A POST body.
+#[derive(Clone, Copy)]
+enum Payload<'a> {
+    Json(&'a [u8]),
+    Octet(&'a [u8], &'a [(&'static str, String)]),
+}
+
+impl Method<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post(_) => "POST",
         }
     }
 }

@@ -1,0 +1,484 @@
+//! `load`: writes a snapshot into a destination SENAITE through the receiver add-on
+//! (`companion/`), keeping UIDs, ids, paths, field values, files, review history, states, dates,
+//! local roles and users. Principals go first, then every file the records need (chunked,
+//! resumable), then the records in dependency order (`records`), in batches; records whose
+//! references were deferred are sent again at the end; finally the ID server's counters are
+//! advanced. Every outcome lands in the ledger (`ledger`) before the next batch, so a killed run
+//! re-run with the same arguments skips finished work; `--retry-failed` replays only failures.
+//! Nothing is ever sent to the source: a load only reads the snapshot directory.
+
+pub mod ledger;
+pub mod receiver;
+pub mod records;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::Value;
+use tracing::{info, warn};
+
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use crate::snapshot::writer::{now_rfc3339, write_atomic};
+use crate::snapshot::{Snapshot, blobs};
+use crate::source::{ClientOptions, Credentials, SenaiteClient};
+
+use ledger::{Binding, Entry, Ledger};
+use receiver::{ApplyItem, Counter, PrincipalItem, Receiver};
+use records::{Record, RecordSet};
+
+/// What `load` does.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// The snapshot directory.
+    pub snapshot: PathBuf,
+    /// The destination site URL.
+    pub url: String,
+    /// Destination credentials.
+    pub credentials: Credentials,
+    /// State directory (ledger, report); default beside the snapshot.
+    pub state_dir: Option<PathBuf>,
+    /// Records per apply request (capped by the receiver's `max_batch`).
+    pub batch_size: usize,
+    /// Replay only the records that failed (or were partly rejected) before.
+    pub retry_failed: bool,
+    /// Skip users and groups.
+    pub skip_principals: bool,
+    /// Request timeout.
+    pub timeout: Duration,
+}
+
+impl LoadOptions {
+    /// Defaults for a snapshot and destination.
+    pub fn new(snapshot: PathBuf, url: &str, credentials: Credentials) -> Self {
+        LoadOptions {
+            snapshot,
+            url: url.trim_end_matches('/').to_string(),
+            credentials,
+            state_dir: None,
+            batch_size: 50,
+            retry_failed: false,
+            skip_principals: false,
+            timeout: Duration::from_secs(600),
+        }
+    }
+
+    /// The state directory in use.
+    pub fn state_dir(&self) -> PathBuf {
+        self.state_dir
+            .clone()
+            .unwrap_or_else(|| default_state_dir(&self.snapshot, &self.url))
+    }
+}
+
+/// The default state directory of a destination: `<snapshot parent>/.senaite-sync-state/<host_port_site>`.
+pub fn default_state_dir(snapshot: &Path, url: &str) -> PathBuf {
+    let key: String = url
+        .split("://")
+        .nth(1)
+        .unwrap_or(url)
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let parent = snapshot
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    parent.join(".senaite-sync-state").join(key)
+}
+
+/// Counts per status.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct StatusCounts {
+    /// Created in the destination.
+    pub created: u64,
+    /// Updated in the destination.
+    pub updated: u64,
+    /// Already as in the snapshot.
+    pub unchanged: u64,
+    /// Written, but with references whose targets exist neither in the snapshot nor in the
+    /// destination.
+    pub deferred: u64,
+    /// Written, but some fields rejected.
+    pub partial: u64,
+    /// Rejected as a whole.
+    pub failed: u64,
+    /// Finished in an earlier run (skipped).
+    pub done_before: u64,
+}
+
+impl StatusCounts {
+    fn add(&mut self, status: &str) {
+        match status {
+            "created" => self.created += 1,
+            "updated" => self.updated += 1,
+            "unchanged" => self.unchanged += 1,
+            "deferred" => self.deferred += 1,
+            "partial" => self.partial += 1,
+            _ => self.failed += 1,
+        }
+    }
+}
+
+/// A record the destination rejected, entirely or in part.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rejected {
+    /// UID.
+    pub uid: String,
+    /// Type.
+    pub portal_type: String,
+    /// Path.
+    pub path: String,
+    /// Status (`failed`, `partial`, `deferred`).
+    pub status: String,
+    /// Why the record was rejected.
+    pub error: Option<String>,
+    /// Rejected fields and why.
+    pub field_errors: BTreeMap<String, String>,
+    /// References that could not be resolved.
+    pub deferred_fields: Vec<String>,
+}
+
+/// The outcome of a load.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadReport {
+    /// Destination URL.
+    pub destination: String,
+    /// Snapshot id.
+    pub snapshot_id: String,
+    /// State directory.
+    pub state_dir: String,
+    /// Receiver name and version.
+    pub receiver: String,
+    /// Records in the snapshot.
+    pub records: u64,
+    /// Per portal type, this run.
+    pub by_type: BTreeMap<String, StatusCounts>,
+    /// Totals, this run.
+    pub totals: StatusCounts,
+    /// Blobs uploaded (bytes sent) this run.
+    pub blobs_uploaded: u64,
+    /// Bytes sent.
+    pub blob_bytes_sent: u64,
+    /// Users and groups.
+    pub principals: Vec<PrincipalItem>,
+    /// Users created without a usable password (the source's cannot be read).
+    pub users_needing_password_reset: Vec<String>,
+    /// ID-server counters moved.
+    pub counters: Vec<Counter>,
+    /// Every rejected record (from the ledger: all runs).
+    pub rejected: Vec<Rejected>,
+    /// Wall time in seconds.
+    pub seconds: f64,
+}
+
+impl LoadReport {
+    /// Whether every record is in the destination as sent.
+    pub fn is_complete(&self) -> bool {
+        self.rejected.is_empty()
+    }
+}
+
+/// Runs a load.
+///
+/// # Errors
+/// A corrupt snapshot, an unreachable destination, a missing receiver, wrong credentials, or a
+/// batch that cannot be delivered after retries (the ledger then holds everything finished; run
+/// the same command again to resume).
+pub fn run(opts: &LoadOptions, progress: &Progress) -> Result<LoadReport> {
+    let started = Instant::now();
+    let snap = Snapshot::open(&opts.snapshot)?;
+    let receiver = connect(&opts.url, &opts.credentials, opts.timeout)?;
+    let info = receiver.info()?;
+    info!(receiver = %format!("{} {}", info.name, info.version), site = %info.site_path, "Receiver found.");
+    let set = records::read(&snap, &info.site_path)?;
+    let state_dir = opts.state_dir();
+    let mut ledger = Ledger::open(
+        &state_dir,
+        &Binding {
+            destination: opts.url.clone(),
+            snapshot_id: snap.manifest.snapshot_id.clone(),
+            snapshot_dir: opts.snapshot.display().to_string(),
+        },
+    )?;
+
+    let mut report = LoadReport {
+        destination: opts.url.clone(),
+        snapshot_id: snap.manifest.snapshot_id.clone(),
+        state_dir: state_dir.display().to_string(),
+        receiver: format!("{} {}", info.name, info.version),
+        records: set.records.len() as u64,
+        by_type: BTreeMap::new(),
+        totals: StatusCounts::default(),
+        blobs_uploaded: 0,
+        blob_bytes_sent: 0,
+        principals: Vec::new(),
+        users_needing_password_reset: Vec::new(),
+        counters: Vec::new(),
+        rejected: Vec::new(),
+        seconds: 0.0,
+    };
+
+    // What to send: everything not finished with the same content, or only failures.
+    let mut todo: Vec<&Record> = Vec::new();
+    for r in &set.records {
+        let prev = ledger.get(&r.uid);
+        let same = prev.is_some_and(|e| e.load_hash == r.load_hash);
+        let send = if opts.retry_failed {
+            same && prev.is_some_and(Entry::is_failure)
+        } else {
+            !(same && prev.is_some_and(|e| e.is_done() || e.is_failure()))
+        };
+        if send {
+            todo.push(r);
+        } else if same && prev.is_some_and(Entry::is_done) {
+            report.totals.done_before += 1;
+            report
+                .by_type
+                .entry(r.portal_type.clone())
+                .or_default()
+                .done_before += 1;
+        }
+    }
+    info!(
+        records = set.records.len(),
+        to_send = todo.len(),
+        done_before = report.totals.done_before,
+        "Load plan."
+    );
+
+    if !opts.skip_principals && !opts.retry_failed {
+        let items = receiver.principals(&set.users, &set.groups)?;
+        report.users_needing_password_reset = items
+            .iter()
+            .filter(|p| p.kind == "user" && p.needs_password_reset)
+            .map(|p| p.id.clone())
+            .collect();
+        for p in items.iter().filter(|p| p.status == "failed") {
+            warn!(kind = %p.kind, id = %p.id, error = ?p.error, "Principal rejected.");
+        }
+        report.principals = items;
+    }
+
+    upload_blobs(
+        &receiver,
+        &snap,
+        &todo,
+        info.max_chunk_bytes,
+        progress,
+        &mut report,
+    )?;
+
+    let batch = opts.batch_size.clamp(1, info.max_batch.max(1));
+    let limit = (info.max_request_bytes / 2).max(1 << 20) as usize;
+    let bar = progress.bar(todo.len() as u64, "load", "records");
+    let mut deferred: Vec<&Record> = Vec::new();
+    send_pass(
+        &receiver,
+        &mut ledger,
+        &todo,
+        1,
+        (batch, limit),
+        &mut report,
+        &mut deferred,
+        &|n| bar.inc(n),
+    )?;
+    bar.finish_and_clear();
+    if !deferred.is_empty() {
+        info!(
+            records = deferred.len(),
+            "Second pass: references deferred in the first."
+        );
+        let again: Vec<&Record> = std::mem::take(&mut deferred);
+        // Counts of the first pass for these records are replaced by the second's.
+        for r in &again {
+            let c = report.by_type.entry(r.portal_type.clone()).or_default();
+            c.deferred = c.deferred.saturating_sub(1);
+            report.totals.deferred = report.totals.deferred.saturating_sub(1);
+        }
+        send_pass(
+            &receiver,
+            &mut ledger,
+            &again,
+            2,
+            (batch, limit),
+            &mut report,
+            &mut deferred,
+            &|_| {},
+        )?;
+    }
+
+    report.counters = receiver.finalize()?;
+    report.rejected = rejected(&ledger, &set);
+    report.seconds = started.elapsed().as_secs_f64();
+    let text = serde_json::to_vec_pretty(&report).map_err(|source| Error::JsonFile {
+        path: state_dir.join("report.json"),
+        source,
+    })?;
+    write_atomic(&state_dir.join("report.json"), &text)?;
+    Ok(report)
+}
+
+/// A client for the destination.
+///
+/// # Errors
+/// A URL that is not http(s).
+pub fn connect(url: &str, credentials: &Credentials, timeout: Duration) -> Result<Receiver> {
+    let mut copts = ClientOptions::new(url, credentials.clone());
+    copts.timeout = timeout;
+    Ok(Receiver::new(SenaiteClient::new(copts)?))
+}
+
+fn upload_blobs(
+    receiver: &Receiver,
+    snap: &Snapshot,
+    todo: &[&Record],
+    chunk: u64,
+    progress: &Progress,
+    report: &mut LoadReport,
+) -> Result<()> {
+    let mut wanted: BTreeMap<&str, u64> = BTreeMap::new();
+    for r in todo {
+        for (sha, size) in &r.blobs {
+            wanted.insert(sha, *size);
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let total: u64 = wanted.values().sum();
+    let bar = progress.bar(total, "files", "bytes");
+    for (sha, size) in wanted {
+        let path = blobs::blob_path(&snap.dir, sha);
+        let sent = receiver.upload_blob(sha, &path, size, chunk)?;
+        if sent > 0 {
+            report.blobs_uploaded += 1;
+            report.blob_bytes_sent += sent;
+        }
+        bar.inc(size);
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn send_pass<'a>(
+    receiver: &Receiver,
+    ledger: &mut Ledger,
+    todo: &[&'a Record],
+    pass: u8,
+    (batch, byte_limit): (usize, usize),
+    report: &mut LoadReport,
+    deferred: &mut Vec<&'a Record>,
+    tick: &dyn Fn(u64),
+) -> Result<()> {
+    let mut start = 0;
+    let mut sent_batches = 0u64;
+    let last_log = std::cell::Cell::new(Instant::now());
+    while start < todo.len() {
+        // A batch: up to `batch` records and about `byte_limit` bytes (at least one record).
+        let mut end = start;
+        let mut bytes = 0usize;
+        while end < todo.len() && end - start < batch {
+            let len = todo[end].value.to_string().len();
+            if end > start && bytes + len > byte_limit {
+                break;
+            }
+            bytes += len;
+            end += 1;
+        }
+        let chunk = &todo[start..end];
+        let values: Vec<Value> = chunk.iter().map(|r| r.value.clone()).collect();
+        let items = receiver.apply(&values).map_err(|e| Error::Load {
+            message: format!(
+                "batch of {} records starting at {} ({}) was not delivered: {e}; the ledger holds \
+                 every finished record, run the same command again to resume",
+                chunk.len(),
+                chunk[0].path,
+                chunk[0].uid
+            ),
+        })?;
+        let at = now_rfc3339();
+        let mut entries = Vec::with_capacity(items.len());
+        for (r, item) in chunk.iter().zip(items) {
+            let item = checked(r, item);
+            let c = report.by_type.entry(r.portal_type.clone()).or_default();
+            c.add(&item.status);
+            report.totals.add(&item.status);
+            if item.status == "deferred" && pass == 1 {
+                deferred.push(r);
+            }
+            entries.push(Entry {
+                uid: r.uid.clone(),
+                portal_type: r.portal_type.clone(),
+                status: item.status.clone(),
+                load_hash: r.load_hash.clone(),
+                pass,
+                result: item,
+                at: at.clone(),
+            });
+        }
+        ledger.append(entries)?;
+        tick(chunk.len() as u64);
+        sent_batches += 1;
+        start = end;
+        if last_log.get().elapsed() > Duration::from_secs(10) {
+            last_log.set(Instant::now());
+            info!(
+                pass,
+                sent = start,
+                of = todo.len(),
+                batches = sent_batches,
+                "Loading."
+            );
+        }
+    }
+    Ok(())
+}
+
+/// An answer for the wrong uid is a protocol error recorded as a failure of this record.
+fn checked(r: &Record, item: ApplyItem) -> ApplyItem {
+    if item.uid == r.uid {
+        return item;
+    }
+    ApplyItem {
+        uid: r.uid.clone(),
+        status: "failed".into(),
+        error: Some(format!(
+            "the receiver answered for uid {} instead of {}",
+            item.uid, r.uid
+        )),
+        ..ApplyItem::default()
+    }
+}
+
+fn rejected(ledger: &Ledger, set: &RecordSet) -> Vec<Rejected> {
+    let mut out: Vec<Rejected> = ledger
+        .entries()
+        .filter(|e| set.get(&e.uid).is_some_and(|r| r.load_hash == e.load_hash))
+        .filter(|e| e.is_failure() || e.status == "deferred")
+        .map(|e| Rejected {
+            uid: e.uid.clone(),
+            portal_type: e.portal_type.clone(),
+            path: e
+                .result
+                .path
+                .clone()
+                .or_else(|| set.get(&e.uid).map(|r| r.path.clone()))
+                .unwrap_or_default(),
+            status: e.status.clone(),
+            error: e.result.error.clone(),
+            field_errors: e.result.field_errors.clone(),
+            deferred_fields: e.result.deferred_fields.clone(),
+        })
+        .collect();
+    out.sort_by(|a, b| a.path.cmp(&b.path).then(a.uid.cmp(&b.uid)));
+    out
+}
+
+/// The portal types of a record set (for plan and reports).
+pub fn portal_types(set: &RecordSet) -> BTreeSet<&str> {
+    set.records.iter().map(|r| r.portal_type.as_str()).collect()
+}
