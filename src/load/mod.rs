@@ -190,6 +190,7 @@ impl LoadReport {
 pub fn run(opts: &LoadOptions, progress: &Progress) -> Result<LoadReport> {
     let started = Instant::now();
     let snap = Snapshot::open(&opts.snapshot)?;
+    refuse_source(&snap, &opts.url)?;
     let receiver = connect(&opts.url, &opts.credentials, opts.timeout)?;
     let info = receiver.info()?;
     info!(receiver = %format!("{} {}", info.name, info.version), site = %info.site_path, "Receiver found.");
@@ -319,6 +320,22 @@ pub fn run(opts: &LoadOptions, progress: &Progress) -> Result<LoadReport> {
     })?;
     write_atomic(&state_dir.join("report.json"), &text)?;
     Ok(report)
+}
+
+/// A load never writes to the site its snapshot was extracted from.
+///
+/// # Errors
+/// [`Error::Usage`] when `url` is the snapshot's source.
+pub fn refuse_source(snap: &Snapshot, url: &str) -> Result<()> {
+    let norm = |u: &str| u.trim_end_matches('/').to_ascii_lowercase();
+    if norm(&snap.manifest.source.site_url) == norm(url) {
+        return Err(Error::Usage(format!(
+            "{url} is the site snapshot {} was extracted from; senaite-sync never writes to a \
+             source (load into another site)",
+            snap.dir.display()
+        )));
+    }
+    Ok(())
 }
 
 /// A client for the destination.
