@@ -122,7 +122,7 @@ pub enum Command {
     Load(LoadArgs),
     /// Prove a load: re-read the destination and compare it with the snapshot.
     ///
-    /// Extracts the destination with the snapshot's own request into <state>/verify (kept as
+    /// Extracts the destination with the snapshot's own request into STATE/verify (kept as
     /// evidence) and compares every object, field, workflow state, review-history entry, local
     /// role and file (sha256), plus users and groups. Fields that legitimately differ between
     /// two sites are listed in the report. Exit 0 when equal, 1 on differences.
@@ -130,7 +130,11 @@ pub enum Command {
         senaite-sync verify snap --url http://127.0.0.1:8082/senaite\n  \
         senaite-sync verify snap --url http://127.0.0.1:8082/senaite --json > proof.json")]
     Verify(VerifyArgs),
-    /// Run the main job on the shipped demo data: serve it, extract it, inspect the result.
+    /// Run the main job on the shipped demo data: extract, inspect, plan, load and verify.
+    ///
+    /// Serves data/demo (extracted from a real SENAITE 2.6) as a sandbox source and starts an
+    /// empty sandbox destination with the receiver, both on loopback; extracts the source into
+    /// --out, inspects it, plans and loads it into the destination, and verifies the result.
     #[command(after_long_help = "Example:\n  senaite-sync demo --out /tmp/demo-snapshot")]
     Demo(DemoArgs),
 }
@@ -212,7 +216,7 @@ pub struct DestArgs {
     #[arg(long = "netrc", value_name = "FILE")]
     pub netrc: Option<PathBuf>,
     /// State directory (ledger, reports, verify extract); default
-    /// <snapshot's parent>/.senaite-sync-state/<destination>.
+    /// SNAPSHOT_PARENT/.senaite-sync-state/DESTINATION.
     #[arg(long = "state", value_name = "DIR")]
     pub state: Option<PathBuf>,
     /// Print the report as JSON.
@@ -337,6 +341,12 @@ pub struct ServeArgs {
     /// real records (for benchmarks and scale tests).
     #[arg(long = "synthetic", value_name = "N")]
     pub synthetic: Option<usize>,
+    /// Also answer the receiver's routes (sync/*), so the sandbox can be loaded into.
+    #[arg(long = "receiver")]
+    pub receiver: bool,
+    /// Serve an empty site (no content, no users) instead of a snapshot: a fresh destination.
+    #[arg(long = "empty", conflicts_with_all = ["dir", "synthetic"])]
+    pub empty: bool,
 }
 
 /// `demo` arguments.
@@ -665,24 +675,32 @@ fn sandbox_password() -> Secret {
 
 fn serve(args: ServeArgs) -> Result<u8> {
     let dir = args.dir.unwrap_or_else(demo_snapshot_dir);
-    let mut data = crate::sandbox::load::site_from_snapshot(&dir)?;
+    let mut data = if args.empty {
+        crate::sandbox::SiteData::empty("senaite")
+    } else {
+        crate::sandbox::load::site_from_snapshot(&dir)?
+    };
     if let Some(n) = args.synthetic {
         data = crate::sandbox::synth::synthesize(&data, n);
     }
-    let opts = SandboxOptions {
+    let mut opts = SandboxOptions {
         addr: args.addr,
         threads: args.threads.max(1),
         user: args.user,
         password: sandbox_password().expose().to_string(),
         ..SandboxOptions::default()
     };
+    if args.receiver {
+        opts = opts.with_receiver();
+    }
     let sandbox = Sandbox::start(data, opts)?;
     tracing::info!(site = %sandbox.site_url(), snapshot = %dir.display(), "Sandbox serving; Ctrl-C stops it.");
-    emit(&format!(
-        "serving {} at {}\n",
-        dir.display(),
-        sandbox.site_url()
-    ));
+    let what = if args.empty {
+        "an empty site".to_string()
+    } else {
+        dir.display().to_string()
+    };
+    emit(&format!("serving {what} at {}\n", sandbox.site_url()));
     sandbox.wait();
     Ok(0)
 }
@@ -691,32 +709,95 @@ fn demo(args: DemoArgs, progress: &Progress) -> Result<u8> {
     let dir = demo_snapshot_dir();
     let data = crate::sandbox::load::site_from_snapshot(&dir)?;
     let password = sandbox_password();
-    let sandbox = Sandbox::start(
+    let source = Sandbox::start(
         data,
         SandboxOptions {
             password: password.expose().to_string(),
             ..SandboxOptions::default()
         },
     )?;
+    let dest = Sandbox::start(
+        crate::sandbox::SiteData::empty("senaite"),
+        SandboxOptions {
+            password: password.expose().to_string(),
+            ..SandboxOptions::default()
+        }
+        .with_receiver(),
+    )?;
     emit(&format!(
-        "sandbox: serving {} at {}\n",
+        "source:      sandbox serving {} at {}\ndestination: empty sandbox with the receiver at {}\n\n",
         dir.display(),
-        sandbox.site_url()
+        source.site_url(),
+        dest.site_url()
     ));
     let creds = Credentials {
         user: "admin".into(),
         password,
     };
-    let mut opts = ExtractOptions::new(&sandbox.site_url(), args.out.clone(), creds);
+
+    emit("== extract\n");
+    let mut opts = ExtractOptions::new(&source.site_url(), args.out.clone(), creds.clone());
     opts.force = true;
     opts.restart = true;
     let report = extract::run(&opts, progress)?;
     print_extract_summary(&report);
-    sandbox.shutdown();
+    source.shutdown();
     let inspected = inspect::run(&InspectOptions {
-        dir: args.out,
+        dir: args.out.clone(),
         verify_blobs: true,
     })?;
-    emit(&inspect::render_text(&inspected));
-    Ok(if inspected.is_intact() { 0 } else { 2 })
+    emit(&format!(
+        "\n== inspect\n{}",
+        inspect::render_text(&inspected)
+    ));
+    if !inspected.is_intact() {
+        return Ok(2);
+    }
+
+    let state = demo_state_dir(&args.out);
+    if state.exists() {
+        std::fs::remove_dir_all(&state).map_err(|e| Error::write(&state, e))?;
+    }
+    emit("\n== plan\n");
+    let planned = plan::run(&PlanOptions {
+        snapshot: args.out.clone(),
+        url: dest.site_url(),
+        credentials: creds.clone(),
+    })?;
+    emit(&plan::render_text(&planned));
+
+    emit("\n== load\n");
+    let mut lo = LoadOptions::new(args.out.clone(), &dest.site_url(), creds.clone());
+    lo.state_dir = Some(state.clone());
+    let loaded = load::run(&lo, progress)?;
+    emit(&render_load(&loaded));
+
+    emit("\n== verify\n");
+    let verified = verify::run(
+        &VerifyOptions {
+            snapshot: args.out.clone(),
+            url: dest.site_url(),
+            credentials: creds,
+            out: None,
+            state_dir: Some(state),
+            jobs: 2,
+        },
+        progress,
+    )?;
+    emit(&render_verify(&verified));
+    dest.shutdown();
+    Ok(if loaded.is_complete() && verified.is_equal() {
+        0
+    } else {
+        1
+    })
+}
+
+/// Where the demo keeps its load state: beside its snapshot, recreated on every run.
+fn demo_state_dir(out: &Path) -> PathBuf {
+    let name = out
+        .file_name()
+        .map(|n| format!("{}.load-state", n.to_string_lossy()))
+        .unwrap_or_else(|| "demo.load-state".into());
+    out.with_file_name(name)
 }

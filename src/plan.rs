@@ -17,6 +17,7 @@ use crate::load::records::{self, Record};
 use crate::load::{self};
 use crate::snapshot::{Snapshot, manifest_site_path};
 use crate::source::Credentials;
+use crate::source::retry::RetryPolicy;
 
 /// What `plan` reads.
 #[derive(Debug, Clone)]
@@ -94,7 +95,12 @@ pub struct PlanReport {
 /// not an error: every record is then blocked, with the reason.
 pub fn run(opts: &PlanOptions) -> Result<PlanReport> {
     let snap = Snapshot::open(&opts.snapshot)?;
-    let receiver = load::connect(&opts.url, &opts.credentials, Duration::from_secs(600))?;
+    let receiver = load::connect(
+        &opts.url,
+        &opts.credentials,
+        Duration::from_secs(600),
+        RetryPolicy::default(),
+    )?;
     let mut report = PlanReport {
         destination: opts.url.clone(),
         receiver: None,

@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::snapshot::writer::{now_rfc3339, write_atomic};
 use crate::snapshot::{Snapshot, blobs};
+use crate::source::retry::RetryPolicy;
 use crate::source::{ClientOptions, Credentials, SenaiteClient};
 
 use ledger::{Binding, Entry, Ledger};
@@ -48,6 +49,8 @@ pub struct LoadOptions {
     pub skip_principals: bool,
     /// Request timeout.
     pub timeout: Duration,
+    /// Retries of requests that failed in transit (every receiver route may be repeated).
+    pub retry: RetryPolicy,
 }
 
 impl LoadOptions {
@@ -62,6 +65,7 @@ impl LoadOptions {
             retry_failed: false,
             skip_principals: false,
             timeout: Duration::from_secs(600),
+            retry: RetryPolicy::default(),
         }
     }
 
@@ -191,7 +195,7 @@ pub fn run(opts: &LoadOptions, progress: &Progress) -> Result<LoadReport> {
     let started = Instant::now();
     let snap = Snapshot::open(&opts.snapshot)?;
     refuse_source(&snap, &opts.url)?;
-    let receiver = connect(&opts.url, &opts.credentials, opts.timeout)?;
+    let receiver = connect(&opts.url, &opts.credentials, opts.timeout, opts.retry)?;
     let info = receiver.info()?;
     info!(receiver = %format!("{} {}", info.name, info.version), site = %info.site_path, "Receiver found.");
     let set = records::read(&snap, &info.site_path)?;
@@ -342,9 +346,15 @@ pub fn refuse_source(snap: &Snapshot, url: &str) -> Result<()> {
 ///
 /// # Errors
 /// A URL that is not http(s).
-pub fn connect(url: &str, credentials: &Credentials, timeout: Duration) -> Result<Receiver> {
+pub fn connect(
+    url: &str,
+    credentials: &Credentials,
+    timeout: Duration,
+    retry: RetryPolicy,
+) -> Result<Receiver> {
     let mut copts = ClientOptions::new(url, credentials.clone());
     copts.timeout = timeout;
+    copts.retry = retry;
     Ok(Receiver::new(SenaiteClient::new(copts)?))
 }
 

@@ -2,6 +2,7 @@
 //! (`SiteData::from_snapshot`, in `sandbox::load`) or assembled by tests from recorded responses.
 //! Records are kept as the real API produced them (complete v1 records with `workflow_info`), and
 //! URLs inside them are rewritten from the recorded origin to the sandbox's own when served.
+//! [`SiteData::empty`] is a fresh site with no content, the destination of load tests.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -73,4 +74,39 @@ pub struct SiteData {
     pub settings: BTreeMap<String, Result<Value, String>>,
     /// Downloads by URL path (`/senaite/clients/client-1/W-0001/att-1/at_download/AttachmentFile`).
     pub blobs: BTreeMap<String, SiteBlob>,
+}
+
+/// The catalogs of a fresh SENAITE 2.6 (recorded from a real one, `/catalogs` plus
+/// `uid_catalog`).
+const FRESH_CATALOGS: &str = include_str!("../../data/fixtures/senaite/site/catalogs.json");
+
+impl SiteData {
+    /// A site with no content (the site root only), no users and no groups, but the catalogs
+    /// of a fresh SENAITE 2.6: what a load starts from.
+    pub fn empty(site_id: &str) -> SiteData {
+        let catalogs = match crate::jsonx::parse_lenient(FRESH_CATALOGS.as_bytes()) {
+            Ok(Value::Array(items)) => items,
+            _ => Vec::new(),
+        };
+        SiteData {
+            site_id: site_id.to_owned(),
+            jsonapi_version: "2.6.0".to_owned(),
+            catalogs,
+            ..SiteData::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_site_has_the_fresh_catalogs() {
+        let data = SiteData::empty("lab");
+        assert_eq!(data.site_id, "lab");
+        assert!(data.objects.is_empty());
+        assert!(data.catalogs.len() > 10, "{}", data.catalogs.len());
+        assert!(data.catalogs.iter().any(|c| c["id"] == "uid_catalog"));
+    }
 }

@@ -1,7 +1,10 @@
 //! Scriptable failures of the sandbox: a [`FaultRule`] says which requests misbehave
 //! ([`Match`]), how ([`FaultKind`]) and how many times. Rules are checked in the order they were
-//! added; the first live rule that matches a request fires and uses up one of its `times`.
-//! This module only decides; `server` carries the fault out.
+//! added; the first live rule that matches a request fires and uses up one of its `times`
+//! (a rule with `skip` first lets that many matching requests through: "the 3rd apply fails").
+//! Record faults ([`FaultKind::RejectRecord`], [`FaultKind::RejectField`]) are not request
+//! faults: the receiver's `sync/apply` consults them per record, whatever request carries it.
+//! This module only decides; `server` and the receiver carry the fault out.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -51,6 +54,27 @@ pub enum FaultKind {
         /// The error message.
         message: String,
     },
+    /// Answer normally (the receiver commits the request's changes), then drop the connection
+    /// instead of writing the answer: the client cannot tell whether anything happened.
+    DropAfterCommit,
+    /// `sync/apply` fails the record with this uid (status `failed`, nothing written), whichever
+    /// request carries it; the rest of the batch is applied. The matcher is not consulted.
+    RejectRecord {
+        /// The record's uid.
+        uid: String,
+        /// The reason given in the item's `error`.
+        message: String,
+    },
+    /// `sync/apply` rejects one field of the record with this uid (status `partial`, the field
+    /// listed in `field_errors`, the rest written). The matcher is not consulted.
+    RejectField {
+        /// The record's uid.
+        uid: String,
+        /// The field name.
+        field: String,
+        /// The reason given in `field_errors`.
+        message: String,
+    },
     /// Answer normally, then change the site so that the next page shifts.
     ShiftAfter {
         /// An object to add after answering.
@@ -69,6 +93,8 @@ pub struct FaultRule {
     pub kind: FaultKind,
     /// How many matching requests it fires for.
     pub times: u32,
+    /// How many matching requests it lets through before it starts firing (0: fires at once).
+    pub skip: u32,
 }
 
 impl FaultRule {
@@ -78,7 +104,43 @@ impl FaultRule {
             matcher,
             kind,
             times,
+            skip: 0,
         }
+    }
+
+    /// The same rule, firing only after `skip` matching requests went through untouched
+    /// (`skip = 2`: the third matching request is the first to fail).
+    pub fn after(mut self, skip: u32) -> FaultRule {
+        self.skip = skip;
+        self
+    }
+
+    /// A record fault: `sync/apply` fails the record `uid` with `message`, `times` times.
+    pub fn reject_record(uid: &str, message: &str, times: u32) -> FaultRule {
+        let kind = FaultKind::RejectRecord {
+            uid: uid.to_owned(),
+            message: message.to_owned(),
+        };
+        FaultRule::new(Match::Any, kind, times)
+    }
+
+    /// A record fault: `sync/apply` rejects `field` of the record `uid` with `message`,
+    /// `times` times.
+    pub fn reject_field(uid: &str, field: &str, message: &str, times: u32) -> FaultRule {
+        let kind = FaultKind::RejectField {
+            uid: uid.to_owned(),
+            field: field.to_owned(),
+            message: message.to_owned(),
+        };
+        FaultRule::new(Match::Any, kind, times)
+    }
+
+    /// Whether this rule is consulted per apply record rather than per request.
+    fn is_record_fault(&self) -> bool {
+        matches!(
+            self.kind,
+            FaultKind::RejectRecord { .. } | FaultKind::RejectField { .. }
+        )
     }
 }
 
@@ -103,17 +165,61 @@ impl FaultBook {
     }
 
     /// The fault for this request, if a live rule matches; uses up one firing of that rule.
+    /// Every matching rule still skipping counts the request.
     pub(crate) fn take(&self, path: &str, query: &str) -> Option<FaultKind> {
         let mut rules = self.rules.lock().unwrap_or_else(|p| p.into_inner());
-        let index = rules
-            .iter()
-            .position(|r| r.times > 0 && r.matcher.is_match(path, query))?;
-        let rule = &mut rules[index];
+        let mut fire = None;
+        for (i, rule) in rules.iter_mut().enumerate() {
+            if rule.times == 0 || rule.is_record_fault() || !rule.matcher.is_match(path, query) {
+                continue;
+            }
+            if rule.skip > 0 {
+                rule.skip -= 1;
+            } else if fire.is_none() {
+                fire = Some(i);
+            }
+        }
+        let rule = &mut rules[fire?];
         rule.times -= 1;
         let kind = rule.kind.clone();
         rules.retain(|r| r.times > 0);
         Some(kind)
     }
+
+    /// The record faults scripted for `uid`: the rejection message of the whole record, if
+    /// any, and the rejected fields. Uses up one firing of each rule returned.
+    pub(crate) fn take_record(&self, uid: &str) -> RecordFaults {
+        let mut rules = self.rules.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = RecordFaults::default();
+        for rule in rules.iter_mut().filter(|r| r.times > 0) {
+            match &rule.kind {
+                FaultKind::RejectRecord { uid: u, message } if u == uid && out.record.is_none() => {
+                    out.record = Some(message.clone());
+                    rule.times -= 1;
+                }
+                FaultKind::RejectField {
+                    uid: u,
+                    field,
+                    message,
+                } if u == uid => {
+                    out.fields.insert(field.clone(), message.clone());
+                    rule.times -= 1;
+                }
+                _ => {}
+            }
+        }
+        rules.retain(|r| r.times > 0);
+        out
+    }
+}
+
+/// Record faults that fire for one record of `sync/apply`.
+#[derive(Debug, Default)]
+pub(crate) struct RecordFaults {
+    /// Fail the whole record with this message.
+    pub(crate) record: Option<String>,
+    /// Reject these fields (field -> reason).
+    pub(crate) fields: std::collections::BTreeMap<String, String>,
 }
 
 /// The HTML page Zope answers with when an error escapes the JSON API's handler.
@@ -148,6 +254,36 @@ mod tests {
         ));
         assert!(matches!(book.take("/y", ""), Some(FaultKind::Status(503))));
         assert!(book.take("/y", "").is_none());
+    }
+
+    #[test]
+    fn skipping_rules_count_matching_requests() {
+        let book = FaultBook::new(vec![
+            FaultRule::new(Match::PathContains("apply".into()), FaultKind::Drop, 1).after(2),
+        ]);
+        assert!(book.take("/sync/apply", "").is_none());
+        assert!(book.take("/sync/lookup", "").is_none());
+        assert!(book.take("/sync/apply", "").is_none());
+        assert!(matches!(
+            book.take("/sync/apply", ""),
+            Some(FaultKind::Drop)
+        ));
+        assert!(book.take("/sync/apply", "").is_none());
+    }
+
+    #[test]
+    fn record_faults_fire_per_uid_not_per_request() {
+        let book = FaultBook::new(vec![
+            FaultRule::reject_record("u1", "no", 1),
+            FaultRule::reject_field("u2", "Title", "bad", 2),
+        ]);
+        assert!(book.take("/sync/apply", "").is_none());
+        assert!(book.take_record("u0").record.is_none());
+        assert_eq!(book.take_record("u1").record.as_deref(), Some("no"));
+        assert!(book.take_record("u1").record.is_none());
+        assert_eq!(book.take_record("u2").fields["Title"], "bad");
+        assert_eq!(book.take_record("u2").fields.len(), 1);
+        assert!(book.take_record("u2").fields.is_empty());
     }
 
     #[test]

@@ -1,17 +1,24 @@
-//! Building a sandbox site from a snapshot: the verbatim v1 records of `raw/jsonapi`, the
-//! plone.restapi answers of `raw/restapi`, the site records and catalogs of `raw/site`, and the
-//! blob files behind each file field's download path. Serving a snapshot and extracting it again
-//! therefore reproduces its tables (the round-trip the tests check).
+//! Building a sandbox site from a snapshot: every object from its table rows (grouped into the
+//! load records `sync/apply` receives, then rebuilt by `sandbox::rows`, the same code the
+//! receiver runs), the site-wide records and catalogs from `raw/site`, and the blob files behind
+//! each file field's download path. Serving a snapshot and extracting it again therefore
+//! reproduces its tables (the round-trip the tests check), and so does applying its records to an
+//! empty sandbox.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::sandbox::data::{BlobBody, SiteBlob, SiteData, SiteObject};
+use crate::jsonx;
+use crate::sandbox::data::{BlobBody, SiteBlob, SiteData};
+use crate::sandbox::rows;
 use crate::snapshot::jsonl::JsonlReader;
-use crate::snapshot::table::{BLOBS, OBJECTS, TableReader};
+use crate::snapshot::table::{
+    BLOBS, LOCAL_ROLES, OBJECTS, TableDef, TableReader, WORKFLOW_HISTORY, WORKFLOW_STATES,
+    row_to_json,
+};
 use crate::snapshot::{Snapshot, blobs, manifest_site_path};
 use crate::source::client::origin_of;
 
@@ -21,7 +28,8 @@ const SECONDARY_CATALOGS: &[&str] = &["portal_catalog", "senaite_catalog_auditlo
 /// Loads the site a snapshot describes.
 ///
 /// # Errors
-/// When the snapshot is incomplete, corrupt, or its raw streams cannot be read.
+/// When the snapshot is incomplete, corrupt, or its tables or raw streams cannot be read, or a
+/// blob a file field needs is missing.
 pub fn site_from_snapshot(dir: &Path) -> Result<SiteData> {
     let snap = Snapshot::open(dir)?;
     let m = &snap.manifest;
@@ -37,79 +45,108 @@ pub fn site_from_snapshot(dir: &Path) -> Result<SiteData> {
     };
     read_site_stream(&snap, &mut data)?;
     let catalog_of = catalog_map(&data.catalogs);
-    let mut rest = read_restapi(&snap)?;
     let fallback_errors = fallback_messages(m);
-    let mut seen = std::collections::BTreeSet::new();
-    let raw = snap.raw_path("jsonapi");
-    if raw.exists() {
-        for rec in JsonlReader::open(&raw)? {
-            let rec = rec?;
-            let uid = rec
-                .get("uid")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            let pt = rec.get("portal_type").and_then(Value::as_str).unwrap_or("");
-            let catalog = Some(catalog_for(&catalog_of, pt, &data.catalogs));
-            let r = rest.remove(&uid).unwrap_or(Value::Null);
-            seen.insert(uid);
-            data.objects.push(site_object(rec, catalog, None, &r));
+    for record in load_records(&snap)? {
+        let uid = record.get("uid").and_then(Value::as_str).unwrap_or("");
+        let pt = record.get("portal_type").and_then(Value::as_str);
+        let catalog = Some(catalog_for(&catalog_of, pt.unwrap_or(""), &data.catalogs));
+        let rebuilt = rows::site_object(&record, &data.recorded_origin, catalog)
+            .map_err(|message| Error::snapshot(snap.table_path(OBJECTS.name), message))?;
+        let mut object = rebuilt.object;
+        if object.v1_error.is_some() {
+            object.v1_error = Some(
+                fallback_errors
+                    .get(uid)
+                    .cloned()
+                    .unwrap_or_else(|| rows::UNREADABLE.into()),
+            );
         }
-    }
-    // Objects v1 could not read (the real `Setup`): a minimal record from the objects table.
-    for row in TableReader::open(&snap.dir, &OBJECTS)? {
-        let row = row?;
-        let uid = row[0].as_str().unwrap_or("").to_string();
-        if seen.contains(&uid) {
-            continue;
+        for d in rebuilt.downloads {
+            let path = blobs::blob_path(&snap.dir, &d.sha256);
+            if !path.is_file() {
+                return Err(Error::snapshot(
+                    &path,
+                    format!("blob of {uid} field {} is missing", d.field),
+                ));
+            }
+            data.blobs.insert(
+                d.path,
+                SiteBlob {
+                    content_type: d.content_type,
+                    body: BlobBody::File(path),
+                },
+            );
         }
-        let s = |i: usize| row[i].as_str().map(str::to_string);
-        let record = json!({
-            "uid": uid, "portal_type": s(1), "path": s(2), "parent_uid": s(3),
-            "parent_path": s(4), "id": s(5), "title": s(6), "created": s(7),
-            "modified": s(8), "review_state": s(9),
-        });
-        let error = fallback_errors
-            .get(&uid)
-            .cloned()
-            .unwrap_or_else(|| "the object cannot be read completely".into());
-        let r = rest.remove(&uid).unwrap_or(Value::Null);
-        data.objects
-            .push(site_object(record, None, Some(error), &r));
+        data.objects.push(object);
     }
-    read_blobs(&snap, &mut data)?;
     Ok(data)
 }
 
-fn site_object(
-    record: Value,
-    catalog: Option<String>,
-    v1_error: Option<String>,
-    rest: &Value,
-) -> SiteObject {
-    let part = |k: &str| rest.get(k).filter(|v| !v.is_null()).cloned();
-    SiteObject {
-        record,
-        catalog,
-        v1_error,
-        restapi: part("content"),
-        history: part("history"),
-        sharing: part("sharing"),
+/// Every object of a snapshot as the load record `sync/apply` receives (`companion/PROTOCOL.md`):
+/// its `objects` row with the JSON columns parsed, its rows of the other object tables (without
+/// `uid`), and `load_hash`, the sha256 of the canonical JSON of the rest. Sorted by uid; paths
+/// are the snapshot's own.
+///
+/// # Errors
+/// When a table cannot be read.
+pub fn load_records(snap: &Snapshot) -> Result<Vec<Value>> {
+    let mut parts: HashMap<String, Map<String, Value>> = HashMap::new();
+    for (def, key) in [
+        (&WORKFLOW_HISTORY, "workflow_history"),
+        (&WORKFLOW_STATES, "workflow_states"),
+        (&LOCAL_ROLES, "local_roles"),
+        (&BLOBS, "blobs"),
+    ] {
+        group_rows(snap, def, key, &mut parts)?;
     }
-}
-
-fn read_restapi(snap: &Snapshot) -> Result<BTreeMap<String, Value>> {
-    let mut out = BTreeMap::new();
-    let path = snap.raw_path("restapi");
-    if path.exists() {
-        for line in JsonlReader::open(&path)? {
-            let line = line?;
-            if let Some(uid) = line.get("uid").and_then(Value::as_str) {
-                out.insert(uid.to_string(), line.clone());
-            }
+    let mut out = Vec::new();
+    for row in TableReader::open(&snap.dir, &OBJECTS)? {
+        let mut obj = row_to_json(&OBJECTS, row?);
+        let uid = obj.get("uid").and_then(Value::as_str).unwrap_or("");
+        let mut extra = parts.remove(uid).unwrap_or_default();
+        for key in [
+            "workflow_history",
+            "workflow_states",
+            "local_roles",
+            "blobs",
+        ] {
+            let list = extra
+                .remove(key)
+                .unwrap_or_else(|| Value::Array(Vec::new()));
+            obj.insert(key.into(), list);
         }
+        let mut value = Value::Object(obj);
+        let load_hash = jsonx::sha256_hex(&jsonx::canonical(&value));
+        if let Value::Object(m) = &mut value {
+            m.insert("load_hash".into(), Value::String(load_hash));
+        }
+        out.push(value);
     }
     Ok(out)
+}
+
+/// Appends the rows of `def` (without `uid`) to `parts[uid][key]`, in table order.
+fn group_rows(
+    snap: &Snapshot,
+    def: &'static TableDef,
+    key: &str,
+    parts: &mut HashMap<String, Map<String, Value>>,
+) -> Result<()> {
+    for row in TableReader::open(&snap.dir, def)? {
+        let mut m = row_to_json(def, row?);
+        let uid = match m.remove("uid") {
+            Some(Value::String(u)) => u,
+            _ => continue,
+        };
+        let entry = parts.entry(uid).or_default();
+        let list = entry
+            .entry(key.to_owned())
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(items) = list {
+            items.push(Value::Object(m));
+        }
+    }
+    Ok(())
 }
 
 fn read_site_stream(snap: &Snapshot, data: &mut SiteData) -> Result<()> {
@@ -146,7 +183,7 @@ fn read_site_stream(snap: &Snapshot, data: &mut SiteData) -> Result<()> {
 }
 
 /// portal_type -> the catalogs that list it, in `/catalogs` order.
-fn catalog_map(catalogs: &[Value]) -> BTreeMap<String, Vec<String>> {
+pub(crate) fn catalog_map(catalogs: &[Value]) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for c in catalogs {
         let Some(id) = c.get("id").and_then(Value::as_str) else {
@@ -168,7 +205,11 @@ fn catalog_map(catalogs: &[Value]) -> BTreeMap<String, Vec<String>> {
 
 /// The catalog the real site searches a type in: its first SENAITE catalog, else (Dexterity
 /// types, which no catalog lists) `senaite_catalog_setup`, else `portal_catalog`.
-fn catalog_for(map: &BTreeMap<String, Vec<String>>, pt: &str, catalogs: &[Value]) -> String {
+pub(crate) fn catalog_for(
+    map: &BTreeMap<String, Vec<String>>,
+    pt: &str,
+    catalogs: &[Value],
+) -> String {
     if let Some(list) = map.get(pt) {
         if let Some(c) = list
             .iter()
@@ -208,54 +249,10 @@ fn fallback_messages(m: &crate::snapshot::Manifest) -> BTreeMap<String, String> 
         .collect()
 }
 
-fn read_blobs(snap: &Snapshot, data: &mut SiteData) -> Result<()> {
-    let mut wanted: BTreeMap<String, Vec<(String, String, String)>> = BTreeMap::new();
-    for row in TableReader::open(&snap.dir, &BLOBS)? {
-        let row = row?;
-        let s = |i: usize| row[i].as_str().unwrap_or("").to_string();
-        wanted.entry(s(0)).or_default().push((s(1), s(3), s(5)));
-    }
-    if wanted.is_empty() {
-        return Ok(());
-    }
-    for row in TableReader::open(&snap.dir, &OBJECTS)? {
-        let row = row?;
-        let uid = row[0].as_str().unwrap_or("");
-        let Some(list) = wanted.get(uid) else {
-            continue;
-        };
-        let fields: Value =
-            serde_json::from_str(row[11].as_str().unwrap_or("{}")).unwrap_or(Value::Null);
-        for (field, content_type, sha) in list {
-            let Some(download) = fields
-                .get(field)
-                .and_then(|f| f.get("download"))
-                .and_then(Value::as_str)
-            else {
-                continue;
-            };
-            let path = blobs::blob_path(&snap.dir, sha);
-            if !path.is_file() {
-                return Err(Error::snapshot(
-                    &path,
-                    format!("blob of {uid} field {field} is missing"),
-                ));
-            }
-            data.blobs.insert(
-                download.to_string(),
-                SiteBlob {
-                    content_type: content_type.clone(),
-                    body: BlobBody::File(path),
-                },
-            );
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn dexterity_types_fall_back_to_the_setup_catalog() {

@@ -2,7 +2,9 @@
 //! loopback that serves one [`SiteData`] the way a real SENAITE 2.6 does over its v1 API and
 //! plone.restapi, with scriptable faults. The tests, the `serve` command and the benchmark use
 //! it; its answers are pinned against responses recorded from a real instance
-//! (`data/fixtures/senaite/`). It only ever listens on loopback.
+//! (`data/fixtures/senaite/`). It only ever listens on loopback. With
+//! [`SandboxOptions::receiver`] set it is also a load destination: it speaks the receiver
+//! protocol (`companion/PROTOCOL.md`, module `receiver`) and changes its site accordingly.
 //!
 //! Everything a request can ask for is serialized once at start-up (see `site`), so the double
 //! is never the bottleneck of an extraction.
@@ -12,8 +14,10 @@ pub mod faults;
 pub mod fixtures;
 pub mod load;
 mod query;
+pub mod receiver;
 mod reply;
 mod restapi;
+mod rows;
 mod search;
 mod server;
 mod site;
@@ -28,6 +32,7 @@ use std::thread::JoinHandle;
 
 pub use data::{BlobBody, SiteBlob, SiteData, SiteObject};
 pub use faults::{FaultKind, FaultRule, Match};
+pub use receiver::ReceiverOptions;
 
 use crate::error::Error;
 use server::Shared;
@@ -59,6 +64,9 @@ pub struct SandboxOptions {
     pub framework: Framework,
     /// Faults scripted from the start.
     pub faults: Vec<FaultRule>,
+    /// Serve the receiver protocol (`sync/*` routes) with these settings; `None`: the routes
+    /// are unknown, as on a SENAITE without the receiver add-on.
+    pub receiver: Option<ReceiverOptions>,
 }
 
 impl Default for SandboxOptions {
@@ -70,7 +78,16 @@ impl Default for SandboxOptions {
             password: "admin".to_owned(),
             framework: Framework::V08,
             faults: Vec::new(),
+            receiver: None,
         }
+    }
+}
+
+impl SandboxOptions {
+    /// These options with the receiver enabled (default [`ReceiverOptions`]).
+    pub fn with_receiver(mut self) -> SandboxOptions {
+        self.receiver = Some(ReceiverOptions::default());
+        self
     }
 }
 
@@ -124,6 +141,7 @@ impl Sandbox {
             password: opts.password.clone(),
             framework: opts.framework,
             origin,
+            receiver: opts.receiver.clone(),
         });
         let server = Arc::new(server);
         let mut sandbox = Sandbox {
@@ -197,6 +215,53 @@ impl Sandbox {
     pub fn remove_object(&self, uid: &str) {
         let mut site = self.shared.site.write().unwrap_or_else(|p| p.into_inner());
         site.remove(uid);
+    }
+
+    /// Sets an object's modification date, as an edit in the destination would (so the
+    /// receiver's `lookup` reports `changed_since_apply`). Returns false for an unknown uid.
+    pub fn touch(&self, uid: &str, modified: &str) -> bool {
+        let mut site = self.shared.site.write().unwrap_or_else(|p| p.into_inner());
+        let Some(mut obj) = site.site_object(uid) else {
+            return false;
+        };
+        for body in [Some(&mut obj.record), obj.restapi.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(m) = body.as_object_mut()
+                && m.contains_key("modified")
+            {
+                m.insert("modified".into(), serde_json::Value::from(modified));
+            }
+        }
+        site.insert(&obj);
+        true
+    }
+
+    /// The complete v1 record (with `workflow_info`) the sandbox serves for `uid`, URLs
+    /// pointing at the sandbox; `None` for an unknown uid.
+    pub fn object_record(&self, uid: &str) -> Option<serde_json::Value> {
+        let site = self.shared.site.read().unwrap_or_else(|p| p.into_inner());
+        site.site_object(uid).map(|o| o.record)
+    }
+
+    /// Objects the site holds.
+    pub fn object_count(&self) -> usize {
+        let site = self.shared.site.read().unwrap_or_else(|p| p.into_inner());
+        site.by_uid.len()
+    }
+
+    /// The ID-server counters the receiver's `sync/finalize` set, by key
+    /// (`AnalysisRequest-W`).
+    pub fn id_counters(&self) -> std::collections::BTreeMap<String, i64> {
+        let site = self.shared.site.read().unwrap_or_else(|p| p.into_inner());
+        site.sync.counters.clone()
+    }
+
+    /// The `load_hash` the receiver stored on `uid` at its last complete apply.
+    pub fn applied_hash(&self, uid: &str) -> Option<String> {
+        let site = self.shared.site.read().unwrap_or_else(|p| p.into_inner());
+        site.sync.applied.get(uid).map(|a| a.hash.clone())
     }
 
     /// Stops the worker threads and waits for them.

@@ -1,9 +1,10 @@
 //! The HTTP side of the sandbox: worker threads take requests from one `tiny_http` server, check
-//! basic auth, count hits, apply scripted faults, route to the v1 or plone.restapi handlers and
-//! write the reply (streaming files). A handler panic is caught, counted and answered with 500.
+//! basic auth, count hits, read request bodies (bounded), apply scripted faults, route to the v1,
+//! receiver (`sync/*`) or plone.restapi handlers and write the reply (streaming files). A handler
+//! panic is caught, counted and answered with 500.
 
 use std::collections::HashMap;
-use std::io::{Cursor, Write as _};
+use std::io::{Cursor, Read as _, Write as _};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
@@ -16,6 +17,7 @@ use tiny_http::{Header, Request, Response, StatusCode};
 use super::Framework;
 use super::faults::{FaultBook, FaultKind, ZOPE_HTML_500};
 use super::query::{Form, decode, parse_form};
+use super::receiver::{self, ReceiverOptions};
 use super::reply::{Body, Reply, runtime};
 use super::site::Site;
 use super::{restapi, v1};
@@ -48,6 +50,19 @@ pub(crate) struct Shared {
     pub(crate) framework: Framework,
     /// `http://127.0.0.1:PORT`.
     pub(crate) origin: String,
+    /// The receiver's settings; `None`: `sync/*` routes are unknown.
+    pub(crate) receiver: Option<ReceiverOptions>,
+}
+
+impl Shared {
+    /// The most body bytes a request may bring (more is read and dropped, and refused).
+    fn body_limit(&self) -> u64 {
+        self.receiver
+            .as_ref()
+            .map(|r| r.max_request_bytes.max(r.max_chunk_bytes))
+            .unwrap_or(0)
+            .max(1 << 20)
+    }
 }
 
 /// One request as the handlers see it.
@@ -71,6 +86,34 @@ pub(crate) struct Ctx<'a> {
     pub(crate) framework: Framework,
     /// `http://127.0.0.1:PORT`.
     pub(crate) origin: &'a str,
+    /// Request headers (names as sent).
+    pub(crate) headers: Vec<(String, String)>,
+    /// The request body (empty for GET); at most the sandbox's body limit.
+    pub(crate) body: Vec<u8>,
+    /// Whether the body was longer than the limit (its tail was dropped).
+    pub(crate) body_truncated: bool,
+}
+
+impl Ctx<'_> {
+    /// A request header's value (case-insensitive name).
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A request's body: up to `limit` bytes kept, the rest read and dropped (so the client is not
+/// cut off mid-send); the flag tells whether anything was dropped.
+fn read_body(request: &mut Request, limit: u64) -> (Vec<u8>, bool) {
+    let mut body = Vec::new();
+    let reader = request.as_reader();
+    if let Err(err) = reader.take(limit).read_to_end(&mut body) {
+        tracing::debug!(error = %err, "Sandbox could not read a request body.");
+    }
+    let dropped = std::io::copy(reader, &mut std::io::sink()).unwrap_or(0);
+    (body, dropped > 0)
 }
 
 /// The loop of one worker thread.
@@ -92,7 +135,7 @@ pub(crate) fn work(server: Arc<tiny_http::Server>, shared: Arc<Shared>) {
 }
 
 /// Answers one request, applying a fault if one is scripted for it.
-fn serve_one(request: Request, shared: &Shared) {
+fn serve_one(mut request: Request, shared: &Shared) {
     let started = Instant::now();
     let url = request.url().to_owned();
     let (raw_path, query) = url.split_once('?').unwrap_or((url.as_str(), ""));
@@ -103,16 +146,13 @@ fn serve_one(request: Request, shared: &Shared) {
     }
     let fault = shared.faults.take(raw_path, query);
     tracing::debug!(url = %url, fault = ?fault, "Sandbox request.");
+    let body = read_body(&mut request, shared.body_limit());
     let reply = match fault {
-        Some(FaultKind::Drop) => {
-            // tiny_http keeps the socket open (its connection loop holds the write half), so
-            // a silent drop would leave the client hanging until its timeout. One byte that is
-            // not HTTP makes the client give up at once with a transport error and close.
-            let mut writer = request.into_writer();
-            if let Err(err) = writer.write_all(b"\0").and_then(|()| writer.flush()) {
-                tracing::debug!(error = %err, "Sandbox drop fault: client already gone.");
-            }
-            return;
+        Some(FaultKind::Drop) => return drop_connection(request),
+        Some(FaultKind::DropAfterCommit) => {
+            let reply = answer(&request, body, shared, raw_path, query, started);
+            tracing::debug!(status = reply.status, "Sandbox dropped a handled request.");
+            return drop_connection(request);
         }
         Some(FaultKind::Status(status)) => Reply::json(
             status,
@@ -136,10 +176,10 @@ fn serve_one(request: Request, shared: &Shared) {
         ),
         Some(FaultKind::Slow(delay)) => {
             std::thread::sleep(delay);
-            answer(&request, shared, raw_path, query, started)
+            answer(&request, body, shared, raw_path, query, started)
         }
         Some(FaultKind::ShiftAfter { insert, remove_uid }) => {
-            let reply = answer(&request, shared, raw_path, query, started);
+            let reply = answer(&request, body, shared, raw_path, query, started);
             // The page is built; change the site before the client can ask for the next one.
             let mut site = shared.site.write().unwrap_or_else(|p| p.into_inner());
             if let Some(uid) = remove_uid {
@@ -150,21 +190,35 @@ fn serve_one(request: Request, shared: &Shared) {
             }
             reply
         }
-        None => answer(&request, shared, raw_path, query, started),
+        // Record faults never come out of `take`; the receiver consults them.
+        Some(FaultKind::RejectRecord { .. } | FaultKind::RejectField { .. }) | None => {
+            answer(&request, body, shared, raw_path, query, started)
+        }
     };
     write_reply(request, reply);
+}
+
+/// Ends a request without an HTTP answer. tiny_http keeps the socket open (its connection loop
+/// holds the write half), so a silent drop would leave the client hanging until its timeout. One
+/// byte that is not HTTP makes the client give up at once with a transport error and close.
+fn drop_connection(request: Request) {
+    let mut writer = request.into_writer();
+    if let Err(err) = writer.write_all(b"\0").and_then(|()| writer.flush()) {
+        tracing::debug!(error = %err, "Sandbox drop fault: client already gone.");
+    }
 }
 
 /// Routes a request to its handler, catching panics.
 fn answer(
     request: &Request,
+    body: (Vec<u8>, bool),
     shared: &Shared,
     raw_path: &str,
     query: &str,
     started: Instant,
 ) -> Reply {
     let result = catch_unwind(AssertUnwindSafe(|| {
-        route(request, shared, raw_path, query, started)
+        route(request, body, shared, raw_path, query, started)
     }));
     match result {
         Ok(reply) => reply,
@@ -182,6 +236,7 @@ fn answer(
 /// Authenticates and dispatches to the v1 API or plone.restapi.
 fn route(
     request: &Request,
+    (body, body_truncated): (Vec<u8>, bool),
     shared: &Shared,
     raw_path: &str,
     query: &str,
@@ -209,10 +264,29 @@ fn route(
         started,
         framework: shared.framework,
         origin: &shared.origin,
+        headers: request
+            .headers()
+            .iter()
+            .map(|h| {
+                (
+                    h.field.as_str().as_str().to_owned(),
+                    h.value.as_str().to_owned(),
+                )
+            })
+            .collect(),
+        body,
+        body_truncated,
     };
     let site = shared.site.read().unwrap_or_else(|p| p.into_inner());
     let site_prefix = format!("/{}", site.site_id);
     let api_prefix = format!("{site_prefix}/@@API/senaite/v1");
+    if let Some(rest) = path.strip_prefix(&format!("{api_prefix}/sync"))
+        && (rest.is_empty() || rest.starts_with('/'))
+    {
+        // The receiver takes the site lock itself (its writes need it exclusively).
+        drop(site);
+        return receiver::handle(&ctx, shared, rest);
+    }
     if let Some(rest) = path.strip_prefix(&api_prefix)
         && (rest.is_empty() || rest.starts_with('/'))
     {

@@ -243,6 +243,8 @@ pub(crate) struct Site {
     pub(crate) settings: BTreeMap<String, Result<Value, String>>,
     /// Downloads by URL path.
     pub(crate) blobs: BTreeMap<String, SiteBlob>,
+    /// What the receiver keeps besides content (applied hashes, staged blobs, counters).
+    pub(crate) sync: super::receiver::SyncState,
     next_seq: u64,
 }
 
@@ -495,6 +497,44 @@ impl Site {
     /// The object at this physical path.
     pub(crate) fn by_path(&self, path: &str) -> Option<&Prepared> {
         self.by_path.get(path).and_then(|s| self.object(*s))
+    }
+
+    /// The site's physical path (`/senaite`).
+    pub(crate) fn site_path(&self) -> String {
+        format!("/{}", self.site_id)
+    }
+
+    /// The catalog a new object of `portal_type` is filed in (as the snapshot loader decides);
+    /// `None` when the site has no catalogs but `uid_catalog`.
+    pub(crate) fn catalog_for_type(&self, portal_type: &str) -> Option<String> {
+        let descriptions: Vec<Value> = self
+            .catalogs
+            .values()
+            .map(|c| c.description.clone())
+            .collect();
+        let map = super::load::catalog_map(&descriptions);
+        let catalog = super::load::catalog_for(&map, portal_type, &descriptions);
+        self.catalogs.contains_key(&catalog).then_some(catalog)
+    }
+
+    /// The object with this uid as a [`SiteObject`] again (what [`Site::insert`] takes), from
+    /// its served bytes: URLs are the sandbox's own.
+    pub(crate) fn site_object(&self, uid: &str) -> Option<SiteObject> {
+        let p = self.by_uid(uid)?;
+        let parse = |bytes: &[u8]| crate::jsonx::parse_lenient(bytes).ok();
+        let mut record = parse(&p.complete)?;
+        if let (Some(wf), Value::Object(m)) = (p.workflow.as_deref().and_then(parse), &mut record) {
+            m.insert("workflow_info".into(), wf);
+        }
+        let body = |i: usize| p.restapi[i].as_deref().and_then(parse);
+        Some(SiteObject {
+            record,
+            catalog: (p.catalog != UID_CATALOG).then(|| p.catalog.clone()),
+            v1_error: p.v1_error.clone(),
+            restapi: body(0),
+            history: body(1),
+            sharing: body(2),
+        })
     }
 
     /// A value with recorded URLs rewritten, serialized.

@@ -7,6 +7,8 @@ mod e2e_load;
 mod e2e_real;
 mod extract;
 mod formats;
+mod load;
 mod sandbox;
+mod sandbox_receiver;
 mod schemas;
 mod util;
