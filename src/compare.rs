@@ -22,6 +22,16 @@ pub const IGNORED_FIELDS: &[(&str, &str)] = &[
         "_runtime",
         "server time spent on the request, not object data",
     ),
+    (
+        "getAnalysesNum",
+        "catalog metadata of a sample counted from its analyses when the sample was last \
+         indexed; a source's can be stale, the destination's is counted afresh",
+    ),
+    (
+        "getProgress",
+        "catalog metadata of a sample computed from its analyses' states when the sample was \
+         last indexed (stale in a source as getAnalysesNum)",
+    ),
 ];
 
 /// One difference.
