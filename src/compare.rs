@@ -23,6 +23,11 @@ pub const IGNORED_FIELDS: &[(&str, &str)] = &[
         "server time spent on the request, not object data",
     ),
     (
+        "allowedRolesAndUsers",
+        "catalog security index derived from workflow role mappings and local roles (both \
+         compared themselves); a source's is stale after a sharing change it did not reindex",
+    ),
+    (
         "getAnalysesNum",
         "catalog metadata of a sample counted from its analyses when the sample was last \
          indexed; a source's can be stale, the destination's is counted afresh",

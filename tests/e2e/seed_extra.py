@@ -12,7 +12,8 @@ Creates, through senaite.jsonapi (get-or-create, so a re-run does not duplicate 
       * a small text file with a non-ASCII name,    text/plain  ("Prüfbericht-µg-Ø.txt")
   - a client Contact "Dora Dormant" that is deactivated;
   - a client Contact with non-ASCII names ("Zoë Ångström");
-  - a Batch in a client with a non-ASCII title and a description with leading/trailing spaces.
+  - a Batch in a client with a non-ASCII title and a description with leading/trailing spaces;
+  - a local role: user analyst1 gets Verifier on that client (plone.restapi @sharing).
 
 Every object it creates carries a marker "senaite-sync-e2e:<key>" in a text field (an
 Attachment's AttachmentKeys, a Contact's JobTitle, the Batch's ClientBatchID) so that a re-run
@@ -65,7 +66,8 @@ class Api(object):
             doc = json.loads(raw.decode("utf-8"))
         except ValueError:
             doc = None
-        ok = 200 <= status < 300 and isinstance(doc, dict) and doc.get("success", True) is not False
+        ok = status == 204 or (200 <= status < 300 and isinstance(doc, dict)
+                               and doc.get("success", True) is not False)
         if expect_ok and not ok:
             raise RuntimeError("%s %s -> %s: %s" % (method, url, status, raw[:1500]))
         return status, doc
@@ -241,6 +243,11 @@ def main():
         print("exists  %-16s %-32s inactive" % ("Contact", dora["uid"]))
     ensure_contact(s, c2, u"Zoë", u"Ångström", "%s:unicode" % MARK, form=True)
     ensure_batch(s, c2)
+    # A local role (a sharing role the user lacks globally) for the local_roles table to carry.
+    s.call("POST", s.site + c2["path"][len(site_path):] + "/@sharing",
+           {"entries": [{"id": "analyst1", "type": "user", "roles": {"Verifier": True}}],
+            "inherit": True})
+    print("shared  %-16s %-32s analyst1: Verifier" % ("Client", c2["uid"]))
     print("seed_extra done in %.1fs" % (time.time() - t0))
 
 

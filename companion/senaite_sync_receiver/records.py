@@ -1,0 +1,336 @@
+# -*- coding: utf-8 -*-
+"""Applying one snapshot record to the destination site (PROTOCOL.md, apply).
+
+``apply_record`` finds, adopts or creates the object with the record's UID,
+writes its fields, workflow history, ownership, local roles and dates, and
+stores the load hash. It raises on anything that must roll the record back;
+the caller owns the savepoint and the transaction.
+"""
+from persistent.mapping import PersistentMapping
+
+from senaite_sync_receiver import fields as fieldio
+from senaite_sync_receiver import security
+from senaite_sync_receiver import workflow
+from senaite_sync_receiver.compat import to_native
+
+ANNOTATION_KEY = "senaite_sync_receiver"
+
+
+# Objects whose modification date must survive the batch: the records
+# applied (their record's date) and the containers and reference targets they
+# touched (their date before). Creating a child fires ContainerModifiedEvent
+# and AT's handler calls notifyModified on the container.
+_guard = {}
+
+
+def guard_reset():
+    _guard.clear()
+
+
+def guard_touch(obj):
+    key = physical_path(obj)
+    if key not in _guard:
+        _guard[key] = (obj, obj.modified())
+
+
+def guard_set(obj):
+    _guard[physical_path(obj)] = (obj, obj.modified())
+
+
+def guard_snapshot():
+    return dict(_guard)
+
+
+def guard_restore(saved):
+    _guard.clear()
+    _guard.update(saved)
+
+
+def guard_finish(parents):
+    """Refresh parents' catalog metadata (a sample's analyses counts), then
+    put back every guarded modification date that was bumped."""
+    from bika.lims import api
+    for parent in parents.values():
+        if api.is_portal(parent):
+            continue
+        guard_touch(parent)
+        catalog_refresh(parent, ["getId"])
+    for obj, expected in list(_guard.values()):
+        if obj.modified() != expected:
+            set_modified(obj, expected)
+    _guard.clear()
+
+
+def set_modified(obj, value):
+    if hasattr(obj, "setModificationDate"):
+        obj.setModificationDate(value)
+    else:
+        obj.modification_date = value
+    catalog_refresh(obj, ["modified"])
+
+
+def catalog_refresh(obj, idxs):
+    """Reindex idxs and the metadata of obj in each of its catalogs.
+
+    Not obj.reindexObject(idxs): SENAITE's multiplexer passes each catalog
+    only the indexes it has, an empty list makes CMF's reindexObject call
+    notifyModified(), and the date we just restored would be lost.
+    """
+    from bika.lims import api
+    from Products.CMFCore.indexing import processQueue
+    processQueue()
+    for catalog in api.get_catalogs_for(obj):
+        indexes = list(catalog.indexes())
+        use = [i for i in idxs if i in indexes] or indexes[:1]
+        catalog._reindexObject(obj, idxs=use, update_metadata=1)
+    refresh_uid_catalog(obj)
+
+
+def refresh_uid_catalog(obj):
+    """uid_catalog keeps metadata (modified) too, but a partial AT
+    reindexObject skips it: re-catalog the object there."""
+    if is_dexterity(obj):
+        recatalog_uid(obj)
+    elif hasattr(obj, "_catalogUID"):
+        obj._catalogUID(obj)
+
+
+def resolve_and_touch(uid):
+    obj = resolve_uid(uid)
+    if obj is not None:
+        guard_touch(obj)
+    return obj
+
+
+class RecordError(Exception):
+    """The record cannot be applied; the message goes to the answer."""
+
+
+def physical_path(obj):
+    return "/".join(obj.getPhysicalPath())
+
+
+def iso(dt):
+    """Zope DateTime -> ISO 8601 string with offset (or None)."""
+    return dt.ISO8601() if dt is not None else None
+
+
+def resolve_uid(uid):
+    """The object with that UID, or None."""
+    from bika.lims import api
+    if not uid:
+        return None
+    obj = api.get_object_by_uid(uid, None)
+    if obj is None:
+        # Created earlier in this transaction and maybe not indexed yet.
+        from plone.app.uuid.utils import uuidToObject
+        obj = uuidToObject(uid)
+    return obj
+
+
+def traverse_path(path):
+    """The object at exactly this physical path, or None (no acquisition)."""
+    from bika.lims import api
+    portal = api.get_portal()
+    if not path:
+        return None
+    obj = portal.unrestrictedTraverse(to_native(path), None)
+    if obj is None or physical_path(obj) != path.rstrip("/"):
+        return None
+    return obj
+
+
+def sync_state(obj):
+    """The stored {applied_hash, modified} annotation (or an empty dict)."""
+    from zope.annotation.interfaces import IAnnotations
+    try:
+        return IAnnotations(obj).get(ANNOTATION_KEY) or {}
+    except TypeError:
+        return {}
+
+
+def store_sync_state(obj, load_hash):
+    from zope.annotation.interfaces import IAnnotations
+    IAnnotations(obj)[ANNOTATION_KEY] = PersistentMapping({
+        "applied_hash": load_hash, "modified": iso(obj.modified())})
+
+
+def lookup_uid(uid):
+    """The sync/lookup answer for one uid."""
+    from bika.lims import api
+    obj = resolve_uid(uid)
+    if obj is None:
+        return {"uid": uid, "exists": False}
+    state = sync_state(obj)
+    modified = iso(obj.modified())
+    return {
+        "uid": uid, "exists": True, "path": physical_path(obj),
+        "portal_type": api.get_portal_type(obj), "modified": modified,
+        "review_state": api.get_review_status(obj),
+        "applied_hash": state.get("applied_hash"),
+        "changed_since_apply": bool(state) and state.get("modified") != modified,
+    }
+
+
+def lookup_path(path):
+    """The sync/lookup answer for one path."""
+    from bika.lims import api
+    obj = traverse_path(path)
+    if obj is None:
+        return {"path": path, "exists": False}
+    return {"path": path, "exists": True, "uid": api.get_uid(obj),
+            "portal_type": api.get_portal_type(obj)}
+
+
+def is_dexterity(obj):
+    from plone.dexterity.interfaces import IDexterityContent
+    return IDexterityContent.providedBy(obj)
+
+
+def set_uid(obj, uid):
+    """Give obj the UID uid (AT or DX)."""
+    from plone.uuid.interfaces import ATTRIBUTE_NAME
+    from plone.uuid.interfaces import IUUID
+    if IUUID(obj, None) == uid:
+        return
+    if is_dexterity(obj):
+        setattr(obj, ATTRIBUTE_NAME, uid)
+        recatalog_uid(obj)
+    else:
+        obj._setUID(uid)
+
+
+def recatalog_uid(obj):
+    """DX objects without the multi-catalog behavior are not reindexed in
+    uid_catalog by reindexObject: refresh their entry there explicitly."""
+    from Products.CMFCore.utils import getToolByName
+    catalog = getToolByName(obj, "uid_catalog", None)
+    path = physical_path(obj)
+    if catalog is not None and catalog._catalog.uids.get(path) is not None:
+        catalog.catalog_object(obj, path)
+
+
+def create_object(record):
+    """Create the record's object in its container, with its id and UID."""
+    from Products.CMFPlone.utils import _createObjectByType
+    container = resolve_uid(record.get("parent_uid")) \
+        if record.get("parent_uid") not in (None, "", "0") else None
+    if container is None or physical_path(container) != record.get("parent_path"):
+        container = traverse_path(record.get("parent_path"))
+    if container is None:
+        raise RecordError("container {} not found".format(
+            record.get("parent_path")))
+    portal_type = to_native(record["portal_type"])
+    oid = to_native(record["id"])
+    guard_touch(container)
+    if oid in container.objectIds():
+        raise RecordError("id {} already taken in {} by another UID".format(
+            oid, physical_path(container)))
+    fti = container.portal_types.getTypeInfo(portal_type)
+    if fti is None:
+        raise RecordError("unknown portal_type {}".format(portal_type))
+    if getattr(fti, "klass", None) and hasattr(fti, "behaviors"):
+        obj = create_dexterity(container, portal_type, oid, record["uid"])
+    else:
+        obj = _createObjectByType(portal_type, container, oid)
+        set_uid(obj, to_native(record["uid"]))
+        if hasattr(obj, "unmarkCreationFlag"):
+            obj.unmarkCreationFlag()
+    return obj
+
+
+def create_dexterity(container, portal_type, oid, uid):
+    """DX factory + _setObject, the UID set before the object is added."""
+    from plone.dexterity.utils import createContent
+    from plone.uuid.interfaces import ATTRIBUTE_NAME
+    obj = createContent(portal_type)
+    obj.id = oid
+    setattr(obj, ATTRIBUTE_NAME, to_native(uid))
+    container._setObject(oid, obj)
+    return container._getOb(oid)
+
+
+def locate(record):
+    """(obj, status) for the record: found, adopted or created."""
+    from bika.lims import api
+    uid = record["uid"]
+    path = record["path"]
+    obj = resolve_uid(uid)
+    if obj is not None:
+        if physical_path(obj) != path:
+            raise RecordError("moved: uid is at {} in the destination".format(
+                physical_path(obj)))
+        return obj, "updated"
+    existing = traverse_path(path)
+    if existing is not None:
+        if api.get_portal_type(existing) != record["portal_type"]:
+            raise RecordError("path {} holds a {} with another UID".format(
+                path, api.get_portal_type(existing)))
+        set_uid(existing, to_native(uid))
+        return existing, "updated"
+    return create_object(record), "created"
+
+
+def apply_record(record):
+    """Apply one record; returns the answer item (raises RecordError)."""
+    obj, status = locate(record)
+    state = sync_state(obj)
+    if status == "updated" and state.get("applied_hash") == record.get(
+            "load_hash") and state.get("modified") == iso(obj.modified()):
+        return answer(record, obj, "unchanged", [], {})
+    blob_rows = record.get("blobs") or []
+    values = record.get("fields") or {}
+    if is_dexterity(obj):
+        result = fieldio.dx_fields(obj, values, blob_rows, resolve_and_touch)
+    else:
+        result = fieldio.at_fields(obj, values, blob_rows, resolve_and_touch)
+        restore_at_extras(obj, record)
+    workflow.restore(obj, record.get("workflow_history") or [],
+                     record.get("workflow_states") or [])
+    security.restore(obj, record, is_new=(status == "created"))
+    restore_dates(obj, record)
+    guard_set(obj)
+    if result.deferred:
+        status = "deferred"
+    elif result.errors:
+        status = "partial"
+    else:
+        store_sync_state(obj, record.get("load_hash"))
+    return answer(record, obj, status, result.deferred, result.errors)
+
+
+def restore_at_extras(obj, record):
+    """Values outside the schema that SENAITE derives once and keeps."""
+    values = record.get("fields") or {}
+    if record.get("portal_type") == "Client" and values.get("getGroupId"):
+        # Client.group_id is computed lazily from ClientID on first use and
+        # then stored; the source's value names the migrated client group.
+        obj._client_group_id = to_native(values["getGroupId"])
+        if not record.get("local_roles"):
+            # The client group owns its client (Client.create_group); the
+            # snapshot has no local roles to say so.
+            obj.manage_setLocalRoles(obj._client_group_id, ["Owner"])
+
+
+def restore_dates(obj, record):
+    """created, reindex, then modified (after reindexing, so it sticks)."""
+    from DateTime import DateTime
+    created = record.get("created")
+    modified = record.get("modified")
+    if created:
+        if hasattr(obj, "setCreationDate"):
+            obj.setCreationDate(DateTime(created))
+        else:
+            obj.creation_date = DateTime(created)
+    obj.reindexObject()
+    if modified:
+        set_modified(obj, DateTime(modified))
+    else:
+        refresh_uid_catalog(obj)
+
+
+def answer(record, obj, status, deferred, errors):
+    return {"uid": record["uid"], "status": status,
+            "path": physical_path(obj), "modified": iso(obj.modified()),
+            "deferred_fields": sorted(deferred),
+            "field_errors": errors, "error": None}
