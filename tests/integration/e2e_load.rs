@@ -3,7 +3,8 @@
 //! scenario, because every step builds on the destination the previous one left:
 //! extract, plan, a load killed with SIGKILL half way and resumed, verify (zero differences),
 //! no duplicates, a second load (everything unchanged), and a sample created afterwards in the
-//! destination whose ID does not collide with a migrated one.
+//! destination whose ID does not collide with a migrated one. Also runs the receiver's own
+//! protocol test (companion/tests/test_receiver.py) against a third, fresh instance.
 //!
 //! Driven by `SENAITE_SYNC_E2E_URL` (source), `SENAITE_SYNC_E2E_DEST_URL` (fresh destination) and
 //! `SENAITE_USER` / `SENAITE_PASSWORD`; skipped unless both URLs are set (failing instead when
@@ -308,4 +309,61 @@ fn e2e_load_resumes_after_kill_verifies_and_never_duplicates() {
         !ids.contains(new_id),
         "the new sample {new_id} collides with a migrated ID"
     );
+}
+
+/// The receiver's own protocol test (companion/tests/test_receiver.py) inside a real instance:
+/// a fresh destination given by `SENAITE_SYNC_E2E_RECEIVER_URL` (skipped without it, unless
+/// `SENAITE_SYNC_E2E=required`), populated by `load`, then every route poked directly: isolation
+/// of a bad record in its batch, 401 for anonymous and non-Manager callers, blob and size errors,
+/// idempotent principals and finalize, and a fresh sample id after finalize.
+#[test]
+fn e2e_receiver_protocol_test_passes_inside_a_real_instance() {
+    let Some(e) = env() else { return };
+    let Some(rcv) = std::env::var("SENAITE_SYNC_E2E_RECEIVER_URL")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+    else {
+        assert!(
+            std::env::var("SENAITE_SYNC_E2E").as_deref() != Ok("required"),
+            "SENAITE_SYNC_E2E=required but SENAITE_SYNC_E2E_RECEIVER_URL is not set"
+        );
+        eprintln!(
+            "skipped: set SENAITE_SYNC_E2E_RECEIVER_URL to a fresh destination with the receiver"
+        );
+        return;
+    };
+    let dir = scratch("receiver");
+    let snap = dir.join("snap");
+    run(
+        bin(
+            &e,
+            &["extract", "--url", &e.src, "--out", snap.to_str().unwrap()],
+        ),
+        0,
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("companion/tests/test_receiver.py");
+    let out = Command::new(crate::util::python())
+        .arg(&script)
+        .arg("--src-snapshot")
+        .arg(&snap)
+        .args([
+            "--url",
+            rcv.trim(),
+            "--bin",
+            env!("CARGO_BIN_EXE_senaite-sync"),
+        ])
+        .env("SENAITE_USER", &e.user)
+        .env("SENAITE_PASSWORD", &e.password)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+        script.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{}", String::from_utf8_lossy(&out.stdout).trim_end());
 }

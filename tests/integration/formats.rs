@@ -14,23 +14,10 @@ use senaite_sync::sandbox::fixtures::site_from_fixtures;
 use senaite_sync::sandbox::{Sandbox, SandboxOptions};
 use senaite_sync::snapshot::Snapshot;
 
-use crate::util::{TestDir, fixture_path};
+use crate::util::{TestDir, fixture_path, python};
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("SENAITE_SYNC_PYTHON").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    if let Some(home) = std::env::var_os("HOME") {
-        let venv = Path::new(&home).join(".cache/senaite-sync/pyenv/bin/python3");
-        if venv.is_file() {
-            return venv;
-        }
-    }
-    PathBuf::from("python3")
 }
 
 /// Whether the interpreter imports pyarrow; otherwise fails (CI) or says why it skips.

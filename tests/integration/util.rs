@@ -65,3 +65,18 @@ pub fn count_staged_units(dir: &Path) -> usize {
         })
         .sum()
 }
+
+/// The Python for helper scripts: `SENAITE_SYNC_PYTHON`, else the venv `.ci/run` makes
+/// (`~/.cache/senaite-sync/pyenv/bin/python3`) when it exists, else `python3`.
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("SENAITE_SYNC_PYTHON").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        let venv = Path::new(&home).join(".cache/senaite-sync/pyenv/bin/python3");
+        if venv.is_file() {
+            return venv;
+        }
+    }
+    PathBuf::from("python3")
+}
