@@ -77,32 +77,69 @@ def write_chunk(sha, offset, size, stream, length, max_chunk):
     Raises BlobError 409 when offset is not the number of bytes received,
     400 on a bad size or a sha256 mismatch (the partial file is dropped),
     413 when the chunk is larger than max_chunk.
+
+    The offset check, the append and the completion run under an exclusive
+    lock on the ``.part`` file: a chunk resent while the first attempt is
+    still being written (a client retry after a timeout), or the same blob
+    uploaded to two instances sharing the staging directory, cannot append
+    twice or write into a file another writer just completed or dropped.
     """
     check_sha(sha)
-    current = status(sha)
-    if current["complete"]:
-        return current
     if size < 0 or offset < 0 or length < 0:
         raise BlobError(400, "Negative offset, size or length")
     if length > max_chunk:
         raise BlobError(413, "Chunk of {} bytes exceeds max_chunk_bytes {}"
                         .format(length, max_chunk))
-    if offset != current["received"]:
+    part = os.path.join(staging_dir(), sha + ".part")
+    while True:
+        current = status(sha)
+        if current["complete"]:
+            return current
+        handle = open(part, "ab")
+        try:
+            lock(handle)
+            if not same_file(handle, part) or complete_path(sha):
+                continue  # completed or dropped meanwhile: look again
+            return append_locked(sha, offset, size, stream, length, part,
+                                 handle)
+        finally:
+            handle.close()  # also releases the lock
+
+
+def lock(handle):
+    """Exclusive lock on an open file (no-op where fcntl is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on POSIX
+        return
+    fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+
+
+def same_file(handle, path):
+    """True when path still names the open file (not renamed/removed)."""
+    try:
+        return os.fstat(handle.fileno()).st_ino == os.stat(path).st_ino
+    except OSError:
+        return False
+
+
+def append_locked(sha, offset, size, stream, length, part, handle):
+    received = os.fstat(handle.fileno()).st_size
+    if offset != received:
         raise BlobError(409, "Offset {} does not match received={}"
-                        .format(offset, current["received"]))
+                        .format(offset, received))
     if offset + length > size:
         raise BlobError(400, "Chunk ends at {} beyond X-Sync-Size {}"
                         .format(offset + length, size))
-    part = os.path.join(staging_dir(), sha + ".part")
     remaining = length
-    with open(part, "ab") as handle:
-        while remaining > 0:
-            data = stream.read(min(COPY_BUFFER, remaining))
-            if not data:
-                break
-            handle.write(data)
-            remaining -= len(data)
-    received = os.path.getsize(part)
+    while remaining > 0:
+        data = stream.read(min(COPY_BUFFER, remaining))
+        if not data:
+            break
+        handle.write(data)
+        remaining -= len(data)
+    handle.flush()
+    received = os.fstat(handle.fileno()).st_size
     if remaining > 0:
         raise BlobError(400, "Body shorter than Content-Length "
                         "(received={})".format(received))

@@ -6,6 +6,8 @@ writes its fields, workflow history, ownership, local roles and dates, and
 stores the load hash. It raises on anything that must roll the record back;
 the caller owns the savepoint and the transaction.
 """
+import threading
+
 from persistent.mapping import PersistentMapping
 
 from senaite_sync_receiver import fields as fieldio
@@ -20,30 +22,41 @@ ANNOTATION_KEY = "senaite_sync_receiver"
 # applied (their record's date) and the containers and reference targets they
 # touched (their date before). Creating a child fires ContainerModifiedEvent
 # and AT's handler calls notifyModified on the container.
-_guard = {}
+# Per thread: Zope serves requests in several worker threads, each with its
+# own ZODB connection; a module-level dict would let one request clear
+# another's guard and write to objects of another thread's connection.
+_local = threading.local()
+
+
+def _guard():
+    """The current thread's {path: (obj, modified)}."""
+    guard = getattr(_local, "guard", None)
+    if guard is None:
+        guard = _local.guard = {}
+    return guard
 
 
 def guard_reset():
-    _guard.clear()
+    _guard().clear()
 
 
 def guard_touch(obj):
     key = physical_path(obj)
-    if key not in _guard:
-        _guard[key] = (obj, obj.modified())
+    if key not in _guard():
+        _guard()[key] = (obj, obj.modified())
 
 
 def guard_set(obj):
-    _guard[physical_path(obj)] = (obj, obj.modified())
+    _guard()[physical_path(obj)] = (obj, obj.modified())
 
 
 def guard_snapshot():
-    return dict(_guard)
+    return dict(_guard())
 
 
 def guard_restore(saved):
-    _guard.clear()
-    _guard.update(saved)
+    _guard().clear()
+    _guard().update(saved)
 
 
 def guard_finish(parents):
@@ -55,10 +68,10 @@ def guard_finish(parents):
             continue
         guard_touch(parent)
         catalog_refresh(parent, ["getId"])
-    for obj, expected in list(_guard.values()):
+    for obj, expected in list(_guard().values()):
         if obj.modified() != expected:
             set_modified(obj, expected)
-    _guard.clear()
+    _guard().clear()
 
 
 def set_modified(obj, value):
