@@ -122,20 +122,19 @@ pub fn compare(expected: &RecordSet, actual: &RecordSet) -> (Summary, Vec<Differ
             continue;
         };
         let get = |v: &Value, k: &str| v.get(k).cloned().unwrap_or(Value::Null);
+        let (ev_all, av_all) = (e.value(), a.value());
         for key in ATTRIBUTES {
-            let (ev, av) = (get(&e.value, key), get(&a.value, key));
+            let (ev, av) = (get(&ev_all, key), get(&av_all, key));
             if ev != av {
                 push(&mut diffs, "attribute", key, ev, av);
             }
         }
         let empty = serde_json::Map::new();
-        let ef = e
-            .value
+        let ef = ev_all
             .get("fields")
             .and_then(Value::as_object)
             .unwrap_or(&empty);
-        let af = a
-            .value
+        let af = av_all
             .get("fields")
             .and_then(Value::as_object)
             .unwrap_or(&empty);
@@ -153,7 +152,7 @@ pub fn compare(expected: &RecordSet, actual: &RecordSet) -> (Summary, Vec<Differ
             }
         }
         for part in PARTS {
-            let (ev, av) = (get(&e.value, part), get(&a.value, part));
+            let (ev, av) = (get(&ev_all, part), get(&av_all, part));
             if !same_value(&ev, &av) {
                 push(&mut diffs, part, part, ev, av);
             }

@@ -65,6 +65,7 @@ c0=$(cpu_of "$DPID"); t0=$(now)
     "$BIN" --progress never load "$SNAP" --url "$DSITE" --state "$WORK/state" --batch-size "$BATCH" --json \
     > "$WORK/load.json" 2> "$WORK/load.log" || { tail -20 "$WORK/load.log"; exit 1; }
 t1=$(now); c1=$(cpu_of "$DPID")
+L_CPU=$(echo "$c1 - $c0" | bc -l)
 L_S=$(echo "$t1 - $t0" | bc -l)
 L_N=$(jq '.totals.created + .totals.updated' "$WORK/load.json")
 L_RATE=$(echo "$L_N / $L_S" | bc -l)
@@ -103,7 +104,7 @@ for o in objs:
 EOF
 log "(a) $(wc -l < "$WORK/a.bodies.jsonl") samples created one by one through senaite.jsonapi"
 A_N=0
-c0=$(cpu_of "$DPID"); t0=$(now)
+t0=$(now)
 while read -r line; do
     client=$(jq -r .client <<<"$line")
     jq -c .body <<<"$line" > "$WORK/a.body.json"
@@ -140,7 +141,7 @@ echo "load of $N_SNAP objects into a fresh SENAITE 2.6 ($DSITE), batch $BATCH"
 {
     printf 'what\tobjects\tseconds\tobjects/s\tnote\n'
     printf 'load\t%d\t%.1f\t%.1f\tclient CPU %.1f s, peak RSS %d MB; server CPU %.1f s\n' "$L_N" "$L_S" "$L_RATE" \
-        "$(echo "$lu + $ls" | bc -l)" "$((lrss / 1024))" "$(echo "$c1 - $c0" | bc -l)"
+        "$(echo "$lu + $ls" | bc -l)" "$((lrss / 1024))" "$L_CPU"
     printf '(a) plain senaite.jsonapi creates\t%d\t%.1f\t%.1f\tsamples with their analyses\n' "$A_N" "$A_S" "$A_RATE"
     printf '(b) in-process floor\t-\t-\t%s\tsamples with analyses (contacts: %s)\n' "$B_RATE" "$C_RATE"
 } | column -t -s $'\t'

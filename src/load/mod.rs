@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use serde_json::Value;
 use tracing::{info, warn};
 
 use crate::error::{Error, Result};
@@ -409,7 +408,7 @@ fn send_pass<'a>(
         let mut end = start;
         let mut bytes = 0usize;
         while end < todo.len() && end - start < batch {
-            let len = todo[end].value.to_string().len();
+            let len = todo[end].json.len();
             if end > start && bytes + len > byte_limit {
                 break;
             }
@@ -417,8 +416,7 @@ fn send_pass<'a>(
             end += 1;
         }
         let chunk = &todo[start..end];
-        let values: Vec<Value> = chunk.iter().map(|r| r.value.clone()).collect();
-        let items = receiver.apply(&values).map_err(|e| Error::Load {
+        let items = receiver.apply(chunk.iter().map(|r| &*r.json)).map_err(|e| Error::Load {
             message: format!(
                 "batch of {} records starting at {} ({}) was not delivered: {e}; the ledger holds \
                  every finished record, run the same command again to resume",

@@ -241,18 +241,28 @@ impl Receiver {
         parse(&url, v)
     }
 
-    /// `POST sync/apply`; one item per record, in order.
+    /// `POST sync/apply` of serialized records; one item per record, in order.
     ///
     /// # Errors
     /// Transport or protocol errors, or an answer that does not match the request.
-    pub fn apply(&self, records: &[Value]) -> Result<Vec<ApplyItem>> {
+    pub fn apply<'a>(&self, records: impl IntoIterator<Item = &'a str>) -> Result<Vec<ApplyItem>> {
         let url = format!("{}/apply", self.base);
-        let v = self.client.post_json(&url, &json!({"records": records}))?;
+        let mut body = String::from("{\"records\":[");
+        let mut n = 0usize;
+        for r in records {
+            if n > 0 {
+                body.push(',');
+            }
+            body.push_str(r);
+            n += 1;
+        }
+        body.push_str("]}");
+        let v = self.client.post_json_bytes(&url, body.as_bytes())?;
         let items: Vec<ApplyItem> = parse(&url, v.get("items").cloned().unwrap_or(Value::Null))?;
-        if items.len() != records.len() {
+        if items.len() != n {
             return Err(Error::BadResponse {
                 url,
-                message: format!("{} results for {} records sent", items.len(), records.len()),
+                message: format!("{} results for {n} records sent", items.len()),
             });
         }
         Ok(items)

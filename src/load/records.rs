@@ -31,8 +31,9 @@ pub struct Record {
     pub parent_uid: Option<String>,
     /// Its parent's path in the destination.
     pub parent_path: Option<String>,
-    /// The JSON record sent to the receiver (with `load_hash`).
-    pub value: Value,
+    /// The JSON record sent to the receiver (with `load_hash`), serialized: a few times smaller
+    /// in memory than a `Value` tree, and sent as it is.
+    pub json: Box<str>,
     /// sha256 of the canonical record without `load_hash`.
     pub load_hash: String,
     /// UIDs its fields reference (possibly outside the snapshot).
@@ -56,6 +57,13 @@ pub struct RecordSet {
     pub source_site_path: String,
     /// The destination site's path.
     pub dest_site_path: String,
+}
+
+impl Record {
+    /// The record as a JSON value (parsed on demand).
+    pub fn value(&self) -> Value {
+        serde_json::from_str(&self.json).unwrap_or(Value::Null)
+    }
 }
 
 impl RecordSet {
@@ -122,13 +130,14 @@ pub fn read(snap: &Snapshot, dest_site_path: &str) -> Result<RecordSet> {
             m.insert("load_hash".into(), Value::String(load_hash.clone()));
         }
         let opt = |k: &str| value.get(k).and_then(Value::as_str).map(str::to_string);
+        let json = value.to_string().into_boxed_str();
         records.push(Record {
             portal_type: opt("portal_type").unwrap_or_default(),
             path: opt("path").unwrap_or_default(),
             parent_uid: opt("parent_uid"),
             parent_path: opt("parent_path"),
             uid,
-            value,
+            json,
             load_hash,
             refs,
             blobs,
@@ -373,7 +382,7 @@ mod tests {
             path: path.into(),
             parent_uid: parent.map(str::to_string),
             parent_path: None,
-            value: Value::Null,
+            json: "null".into(),
             load_hash: String::new(),
             refs: refs.iter().map(|s| s.to_string()).collect(),
             blobs: Vec::new(),

@@ -166,6 +166,14 @@ impl SenaiteClient {
         self.json_request(Method::Post(Payload::Json(&bytes)), url, &[])
     }
 
+    /// POSTs an already serialized JSON body to an idempotent route (as [`Self::post_json`]).
+    ///
+    /// # Errors
+    /// As [`SenaiteClient::api_get`].
+    pub(crate) fn post_json_bytes(&self, url: &str, body: &[u8]) -> Result<Value> {
+        self.json_request(Method::Post(Payload::Json(body)), url, &[])
+    }
+
     /// POSTs raw bytes (with extra headers) to an idempotent route; returns the JSON answer.
     ///
     /// # Errors
