@@ -70,17 +70,8 @@ fn bin(e: &Env, args: &[&str]) -> Command {
     cmd
 }
 
-fn run(mut cmd: Command, want: i32) -> Output {
-    let out = cmd.output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(want),
-        "{cmd:?} exited {:?}:\n--- stdout\n{}\n--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+fn run(cmd: Command, want: i32) -> Output {
+    crate::util::run_expect(cmd, want)
 }
 
 fn json_of(out: &Output) -> Value {
@@ -89,12 +80,7 @@ fn json_of(out: &Output) -> Value {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("e2e-load-{name}"));
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    crate::util::scratch(&format!("e2e-load-{name}"))
 }
 
 fn http() -> Client {

@@ -182,26 +182,13 @@ fn extract_cmd(site: &Site, out: &Path, extra: &[&str]) -> Command {
     cmd
 }
 
-fn run_ok(mut cmd: Command) -> Output {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+fn run_ok(cmd: Command) -> Output {
+    crate::util::run_expect(cmd, 0)
 }
 
 /// A directory under the target's tmp dir, emptied first (kept after the run for a look).
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("e2e-real-{name}"));
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    crate::util::scratch(&format!("e2e-real-{name}"))
 }
 
 /// The shared snapshot of the live site (extracted once per test run).

@@ -80,3 +80,27 @@ pub fn python() -> PathBuf {
     }
     PathBuf::from("python3")
 }
+
+/// A directory under the target's tmp dir, emptied first (kept after the run for a look).
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs a command and asserts its exit code, showing its output otherwise.
+pub fn run_expect(mut cmd: std::process::Command, code: i32) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{cmd:?} exited {:?}:\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
