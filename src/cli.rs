@@ -244,6 +244,11 @@ pub struct LoadArgs {
     /// Replay only the records the destination rejected in earlier runs.
     #[arg(long = "retry-failed")]
     pub retry_failed: bool,
+    /// Apply requests in flight. One Zope process applies one batch at a time on one core (and
+    /// concurrent commits into the same catalogs conflict and are retried), so more than 1 pays
+    /// off on ZEO clusters; a batch always waits for the batches holding its parents.
+    #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 1)]
+    pub jobs: usize,
     /// Do not create or update users and groups.
     #[arg(long = "no-principals")]
     pub no_principals: bool,
@@ -457,6 +462,13 @@ pub fn run(cli: Cli) -> Result<u8> {
             o.state_dir = args.dest.state;
             o.batch_size = args.batch_size.max(1);
             o.retry_failed = args.retry_failed;
+            if args.jobs == 0 || args.jobs > 32 {
+                return Err(Error::Usage(format!(
+                    "--jobs must be between 1 and 32, not {}",
+                    args.jobs
+                )));
+            }
+            o.jobs = args.jobs;
             o.skip_principals = args.no_principals;
             let report = load::run(&o, &progress)?;
             if args.dest.json {

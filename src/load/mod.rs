@@ -44,6 +44,8 @@ pub struct LoadOptions {
     pub batch_size: usize,
     /// Replay only the records that failed (or were partly rejected) before.
     pub retry_failed: bool,
+    /// Apply requests in flight (a batch waits for the batches holding its parents).
+    pub jobs: usize,
     /// Skip users and groups.
     pub skip_principals: bool,
     /// Request timeout.
@@ -62,6 +64,7 @@ impl LoadOptions {
             state_dir: None,
             batch_size: 50,
             retry_failed: false,
+            jobs: 1,
             skip_principals: false,
             timeout: Duration::from_secs(600),
             retry: RetryPolicy::default(),
@@ -277,6 +280,11 @@ pub fn run(opts: &LoadOptions, progress: &Progress) -> Result<LoadReport> {
 
     let batch = opts.batch_size.clamp(1, info.max_batch.max(1));
     let limit = (info.max_request_bytes / 2).max(1 << 20) as usize;
+    let sending = Sending {
+        batch,
+        byte_limit: limit,
+        jobs: opts.jobs.max(1),
+    };
     let bar = progress.bar(todo.len() as u64, "load", "records");
     let mut deferred: Vec<&Record> = Vec::new();
     send_pass(
@@ -284,7 +292,7 @@ pub fn run(opts: &LoadOptions, progress: &Progress) -> Result<LoadReport> {
         &mut ledger,
         &todo,
         1,
-        (batch, limit),
+        sending,
         &mut report,
         &mut deferred,
         &|n| bar.inc(n),
@@ -307,7 +315,7 @@ pub fn run(opts: &LoadOptions, progress: &Progress) -> Result<LoadReport> {
             &mut ledger,
             &again,
             2,
-            (batch, limit),
+            sending,
             &mut report,
             &mut deferred,
             &|_| {},
@@ -389,22 +397,23 @@ fn upload_blobs(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn send_pass<'a>(
-    receiver: &Receiver,
-    ledger: &mut Ledger,
-    todo: &[&'a Record],
-    pass: u8,
-    (batch, byte_limit): (usize, usize),
-    report: &mut LoadReport,
-    deferred: &mut Vec<&'a Record>,
-    tick: &dyn Fn(u64),
-) -> Result<()> {
+/// How a pass sends its records.
+#[derive(Clone, Copy)]
+struct Sending {
+    /// Records per request.
+    batch: usize,
+    /// Approximate bytes per request.
+    byte_limit: usize,
+    /// Requests in flight.
+    jobs: usize,
+}
+
+/// Cuts `todo` into batches: up to `batch` records and about `byte_limit` bytes each (at least
+/// one record).
+fn batches(todo: &[&Record], batch: usize, byte_limit: usize) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
     let mut start = 0;
-    let mut sent_batches = 0u64;
-    let last_log = std::cell::Cell::new(Instant::now());
     while start < todo.len() {
-        // A batch: up to `batch` records and about `byte_limit` bytes (at least one record).
         let mut end = start;
         let mut bytes = 0usize;
         while end < todo.len() && end - start < batch {
@@ -415,52 +424,161 @@ fn send_pass<'a>(
             bytes += len;
             end += 1;
         }
-        let chunk = &todo[start..end];
-        let items = receiver.apply(chunk.iter().map(|r| &*r.json)).map_err(|e| Error::Load {
-            message: format!(
-                "batch of {} records starting at {} ({}) was not delivered: {e}; the ledger holds \
-                 every finished record, run the same command again to resume",
-                chunk.len(),
-                chunk[0].path,
-                chunk[0].uid
-            ),
-        })?;
-        let at = now_rfc3339();
-        let mut entries = Vec::with_capacity(items.len());
-        for (r, item) in chunk.iter().zip(items) {
-            let item = checked(r, item);
-            let c = report.by_type.entry(r.portal_type.clone()).or_default();
-            c.add(&item.status);
-            report.totals.add(&item.status);
-            if item.status == "deferred" && pass == 1 {
-                deferred.push(r);
-            }
-            entries.push(Entry {
-                uid: r.uid.clone(),
-                portal_type: r.portal_type.clone(),
-                status: item.status.clone(),
-                load_hash: r.load_hash.clone(),
-                pass,
-                result: item,
-                at: at.clone(),
-            });
-        }
-        ledger.append(entries)?;
-        tick(chunk.len() as u64);
-        sent_batches += 1;
+        out.push(start..end);
         start = end;
-        if last_log.get().elapsed() > Duration::from_secs(10) {
-            last_log.set(Instant::now());
-            info!(
-                pass,
-                sent = start,
-                of = todo.len(),
-                batches = sent_batches,
-                "Loading."
-            );
+    }
+    out
+}
+
+/// For each batch, the earlier batches holding parents of its records: it is sent only after
+/// they are answered (a container must exist before its contents; references need no wait,
+/// the receiver defers those whose target is not there yet).
+fn parent_batches(todo: &[&Record], ranges: &[std::ops::Range<usize>]) -> Vec<Vec<usize>> {
+    let mut batch_of: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (b, r) in ranges.iter().enumerate() {
+        for rec in &todo[r.clone()] {
+            batch_of.insert(rec.uid.as_str(), b);
         }
     }
-    Ok(())
+    ranges
+        .iter()
+        .enumerate()
+        .map(|(b, r)| {
+            let mut needs: Vec<usize> = todo[r.clone()]
+                .iter()
+                .filter_map(|rec| rec.parent_uid.as_deref())
+                .filter_map(|p| batch_of.get(p).copied())
+                .filter(|&pb| pb < b)
+                .collect();
+            needs.sort_unstable();
+            needs.dedup();
+            needs
+        })
+        .collect()
+}
+
+/// Sends one pass: batches in order, up to `jobs` in flight, a batch only once the batches
+/// holding its records' parents are answered. Every answer is in the ledger before the pass
+/// goes on; a batch that cannot be delivered stops the pass (after the requests in flight are
+/// answered and recorded) with an error that says how to resume.
+#[allow(clippy::too_many_arguments)]
+fn send_pass<'a>(
+    receiver: &Receiver,
+    ledger: &mut Ledger,
+    todo: &[&'a Record],
+    pass: u8,
+    sending: Sending,
+    report: &mut LoadReport,
+    deferred: &mut Vec<&'a Record>,
+    tick: &(dyn Fn(u64) + Sync),
+) -> Result<()> {
+    let ranges = batches(todo, sending.batch, sending.byte_limit);
+    let needs = parent_batches(todo, &ranges);
+    let jobs = sending.jobs.max(1);
+    let mut answered = vec![false; ranges.len()];
+    let mut first_error: Option<Error> = None;
+    let mut sent_records = 0usize;
+    let mut last_log = Instant::now();
+    let (job_tx, job_rx) = std::sync::mpsc::channel::<usize>();
+    let job_rx = std::sync::Mutex::new(job_rx);
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<(usize, Result<Vec<ApplyItem>>)>();
+    std::thread::scope(|scope| -> Result<()> {
+        // Owned by this closure: however it returns, the workers' queue closes and they end.
+        let job_tx = job_tx;
+        for _ in 0..jobs.min(ranges.len()) {
+            let done_tx = done_tx.clone();
+            let job_rx = &job_rx;
+            let ranges = &ranges;
+            scope.spawn(move || {
+                loop {
+                    let next = job_rx.lock().ok().and_then(|rx| rx.recv().ok());
+                    let Some(b) = next else { break };
+                    let chunk = &todo[ranges[b].clone()];
+                    let result = receiver.apply(chunk.iter().map(|r| &*r.json));
+                    if done_tx.send((b, result)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+        let mut next = 0usize;
+        let mut in_flight = 0usize;
+        loop {
+            // Dispatch in order while there is room and the next batch's parents are answered.
+            while first_error.is_none()
+                && next < ranges.len()
+                && in_flight < jobs
+                && needs[next].iter().all(|&p| answered[p])
+            {
+                if job_tx.send(next).is_err() {
+                    break;
+                }
+                next += 1;
+                in_flight += 1;
+            }
+            if in_flight == 0 {
+                break;
+            }
+            let Ok((b, result)) = done_rx.recv() else {
+                break;
+            };
+            in_flight -= 1;
+            let chunk = &todo[ranges[b].clone()];
+            let items = match result {
+                Ok(items) => items,
+                Err(e) => {
+                    if first_error.is_none() {
+                        first_error = Some(Error::Load {
+                            message: format!(
+                                "batch of {} records starting at {} ({}) was not delivered: {e}; \
+                                 the ledger holds every finished record, run the same command \
+                                 again to resume",
+                                chunk.len(),
+                                chunk[0].path,
+                                chunk[0].uid
+                            ),
+                        });
+                    }
+                    continue;
+                }
+            };
+            let at = now_rfc3339();
+            let mut entries = Vec::with_capacity(items.len());
+            for (r, item) in chunk.iter().zip(items) {
+                let item = checked(r, item);
+                let c = report.by_type.entry(r.portal_type.clone()).or_default();
+                c.add(&item.status);
+                report.totals.add(&item.status);
+                if item.status == "deferred" && pass == 1 {
+                    deferred.push(r);
+                }
+                entries.push(Entry {
+                    uid: r.uid.clone(),
+                    portal_type: r.portal_type.clone(),
+                    status: item.status.clone(),
+                    load_hash: r.load_hash.clone(),
+                    pass,
+                    result: item,
+                    at: at.clone(),
+                });
+            }
+            ledger.append(entries)?;
+            answered[b] = true;
+            tick(chunk.len() as u64);
+            sent_records += chunk.len();
+            if last_log.elapsed() > Duration::from_secs(10) {
+                last_log = Instant::now();
+                info!(pass, sent = sent_records, of = todo.len(), "Loading.");
+            }
+        }
+        drop(job_tx);
+        Ok(())
+    })?;
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// An answer for the wrong uid is a protocol error recorded as a failure of this record.

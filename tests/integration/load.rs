@@ -356,3 +356,53 @@ fn plan_blocks_types_the_destination_lacks() {
     );
     assert!(senaite_sync::plan::render_text(&p).contains("blocked: "));
 }
+
+#[test]
+fn concurrent_batches_wait_for_their_parents_and_verify_equal() {
+    let sb = destination();
+    let dir = TestDir::new("load-jobs");
+    let state = dir.join("state");
+    // Slow answers: batches overlap for real.
+    sb.add_fault(FaultRule::new(
+        Match::PathContains("/sync/apply".into()),
+        FaultKind::Slow(Duration::from_millis(15)),
+        u32::MAX,
+    ));
+    let mut o = load_opts(&sb, &state);
+    o.jobs = 4;
+    o.batch_size = 3;
+    let r = load::run(&o, &Progress::hidden()).unwrap();
+    // A batch sent before its parents' batch was answered would fail ("container not found").
+    assert!(r.is_complete(), "{:?}", r.rejected);
+    assert_eq!(r.totals.failed, 0);
+    assert_eq!(sb.object_count(), demo_objects());
+    assert_equal(&verify_against(&sb, &state));
+}
+
+#[test]
+fn a_failing_batch_under_concurrency_stops_the_load_and_a_rerun_resumes() {
+    let sb = destination();
+    let dir = TestDir::new("load-jobs-503");
+    let state = dir.join("state");
+    // The 6th apply request answers 503, and is not retried: its batch fails while others are
+    // in flight.
+    sb.add_fault(
+        FaultRule::new(
+            Match::PathContains("/sync/apply".into()),
+            FaultKind::Status(503),
+            1,
+        )
+        .after(5),
+    );
+    let mut o = load_opts(&sb, &state);
+    o.jobs = 3;
+    o.batch_size = 4;
+    o.retry.max_attempts = 1;
+    let err = load::run(&o, &Progress::hidden()).unwrap_err();
+    assert!(matches!(err, Error::Load { .. }), "{err}");
+    let r = load::run(&o, &Progress::hidden()).unwrap();
+    assert!(r.is_complete(), "{:?}", r.rejected);
+    assert!(r.totals.done_before > 0);
+    assert_eq!(sb.object_count(), demo_objects());
+    assert_equal(&verify_against(&sb, &state));
+}
