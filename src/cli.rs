@@ -137,6 +137,21 @@ pub enum Command {
     /// --out, inspects it, plans and loads it into the destination, and verifies the result.
     #[command(after_long_help = "Example:\n  senaite-sync demo --out /tmp/demo-snapshot")]
     Demo(DemoArgs),
+    /// Compare two snapshots offline: what was created, modified, moved or deleted.
+    ///
+    /// Per portal type: created, modified, moved or renamed (same uid, other path) and deleted
+    /// (vanished, or deactivated) objects; for each changed object the field changes with old
+    /// and new value, review-state, review-history, local-role and file (sha256) changes; users,
+    /// groups and settings. Values that change without meaning (URLs, catalog counters) and
+    /// tolerances (numeric epsilon, date precision) come from rules: built-in defaults, or a
+    /// TOML file laid over them. --out writes a delta snapshot (changed and new objects with all
+    /// their rows and files, tombstones for vanished ones) naming OLD as its base. Never touches
+    /// the network. Exit 0 when equal, 1 when different, 2 on errors.
+    #[command(after_long_help = "Examples:\n  \
+        senaite-sync diff snap-monday snap-tuesday\n  \
+        senaite-sync diff old new --json | jq '.objects[] | select(.status == \"deleted\")'\n  \
+        senaite-sync diff old new --rules diff-rules.toml --out delta")]
+    Diff(DiffArgs),
 }
 
 /// `extract` arguments.
@@ -354,6 +369,29 @@ pub struct ServeArgs {
     pub empty: bool,
 }
 
+/// `diff` arguments.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The older snapshot.
+    #[arg(value_name = "OLD")]
+    pub old: PathBuf,
+    /// The newer snapshot.
+    #[arg(value_name = "NEW")]
+    pub new: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long = "json")]
+    pub json: bool,
+    /// TOML rules laid over the defaults (ignored fields, tolerances; see README).
+    #[arg(long = "rules", value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+    /// Write a delta snapshot (NEW relative to OLD) into this directory.
+    #[arg(long = "out", short = 'o', value_name = "DELTA")]
+    pub out: Option<PathBuf>,
+    /// Replace an existing --out directory.
+    #[arg(long = "force")]
+    pub force: bool,
+}
+
 /// `demo` arguments.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -499,6 +537,12 @@ pub fn run(cli: Cli) -> Result<u8> {
         }
         Command::Serve(args) => serve(args),
         Command::Demo(args) => demo(args, &progress),
+        Command::Diff(args) => {
+            let json = args.json;
+            let (text, code) = crate::diff::execute(&args.into_options()?, json)?;
+            emit(&text);
+            Ok(code)
+        }
     }
 }
 

@@ -2,7 +2,8 @@
 //! looked up by UID on the actual side and compared column by column, field by field, history
 //! entry by history entry, and blob by blob (sha256). Fields that legitimately differ between two
 //! sites holding the same data ([`IGNORED_FIELDS`]) are left out, each with its reason. `verify`
-//! uses it on a snapshot and a fresh extract of the destination.
+//! uses it on a snapshot and a fresh extract of the destination; `diff` uses its value equality
+//! ([`equal_within`], [`field_differences`]) with per-field tolerances from its rules file.
 
 use std::collections::BTreeMap;
 
@@ -138,18 +139,10 @@ pub fn compare(expected: &RecordSet, actual: &RecordSet) -> (Summary, Vec<Differ
             .get("fields")
             .and_then(Value::as_object)
             .unwrap_or(&empty);
-        let mut keys: Vec<&String> = ef.keys().chain(af.keys()).collect();
-        keys.sort();
-        keys.dedup();
-        for key in keys {
-            if IGNORED_FIELDS.iter().any(|(k, _)| k == key) {
-                continue;
-            }
-            let ev = ef.get(key).cloned().unwrap_or(Value::Null);
-            let av = af.get(key).cloned().unwrap_or(Value::Null);
-            if !same_value(&ev, &av) {
-                push(&mut diffs, "field", key, ev, av);
-            }
+        let exact = Tolerance::EXACT;
+        let rule = |key: &str| (!IGNORED_FIELDS.iter().any(|(k, _)| *k == key)).then_some(exact);
+        for (key, ev, av) in field_differences(ef, af, &[], rule) {
+            push(&mut diffs, "field", key, ev, av);
         }
         for part in PARTS {
             let (ev, av) = (get(&ev_all, part), get(&av_all, part));
@@ -175,6 +168,87 @@ pub fn compare(expected: &RecordSet, actual: &RecordSet) -> (Summary, Vec<Differ
 /// Equality where JSON `null`, a missing key, `{}` (an empty reference) and `[]` are all "no
 /// value", and numbers compare by value (`1` and `1.0`).
 fn same_value(a: &Value, b: &Value) -> bool {
+    equal_within(a, b, &Tolerance::EXACT, &[])
+}
+
+/// How far two values may be apart and still count as equal (`diff`'s per-field tolerances).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tolerance {
+    /// Numbers this close (absolute difference) are equal. When positive, strings that both
+    /// parse as numbers (SENAITE keeps results and prices as strings) are compared as numbers.
+    pub epsilon: f64,
+    /// Date strings equal at this precision are equal.
+    pub date_precision: DatePrecision,
+}
+
+impl Tolerance {
+    /// No tolerance: what `verify` uses.
+    pub const EXACT: Tolerance = Tolerance {
+        epsilon: 0.0,
+        date_precision: DatePrecision::Exact,
+    };
+}
+
+/// The precision at which two date strings are compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatePrecision {
+    /// The strings must be equal.
+    Exact,
+    /// Equal to the millisecond.
+    Millisecond,
+    /// Equal to the second.
+    Second,
+    /// Equal to the minute.
+    Minute,
+    /// Equal to the day.
+    Day,
+}
+
+impl DatePrecision {
+    /// Parses `exact`, `millisecond`, `second`, `minute` or `day`.
+    pub fn parse(text: &str) -> Option<DatePrecision> {
+        Some(match text {
+            "exact" => DatePrecision::Exact,
+            "millisecond" => DatePrecision::Millisecond,
+            "second" => DatePrecision::Second,
+            "minute" => DatePrecision::Minute,
+            "day" => DatePrecision::Day,
+            _ => return None,
+        })
+    }
+}
+
+/// The field-level differences of two `fields` objects: every key of either side for which
+/// `rule` gives a tolerance (`None` leaves the key out), in key order, with both values (a
+/// missing key reads as `null`). `skip_keys` are dropped at any depth inside the values.
+pub fn field_differences<'a>(
+    old: &'a serde_json::Map<String, Value>,
+    new: &'a serde_json::Map<String, Value>,
+    skip_keys: &[String],
+    rule: impl Fn(&str) -> Option<Tolerance>,
+) -> Vec<(&'a str, Value, Value)> {
+    let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let mut out = Vec::new();
+    for key in keys {
+        let Some(tol) = rule(key) else {
+            continue;
+        };
+        let ov = old.get(key).unwrap_or(&Value::Null);
+        let nv = new.get(key).unwrap_or(&Value::Null);
+        if !equal_within(ov, nv, &tol, skip_keys) {
+            out.push((key.as_str(), ov.clone(), nv.clone()));
+        }
+    }
+    out
+}
+
+/// Equality of two JSON values within a tolerance: `null`, a missing key, `{}` and `[]` are all
+/// "no value"; numbers compare by value (within `epsilon`); date strings at `date_precision`;
+/// keys named in `skip_keys` are left out of objects at any depth.
+pub fn equal_within(a: &Value, b: &Value, tol: &Tolerance, skip_keys: &[String]) -> bool {
     let empty = |v: &Value| match v {
         Value::Null => true,
         Value::Array(x) => x.is_empty(),
@@ -185,23 +259,152 @@ fn same_value(a: &Value, b: &Value) -> bool {
         return true;
     }
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Number(x), Value::Number(y)) => match (x.as_f64(), y.as_f64()) {
+            (Some(x), Some(y)) => x == y || (x - y).abs() <= tol.epsilon,
+            _ => x == y,
+        },
+        (Value::String(x), Value::String(y)) => x == y || equal_strings(x, y, tol),
         (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same_value(p, q))
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|(p, q)| equal_within(p, q, tol, skip_keys))
         }
         (Value::Object(x), Value::Object(y)) => {
             let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
             keys.sort();
             keys.dedup();
-            keys.into_iter().all(|k| {
-                same_value(
-                    x.get(k).unwrap_or(&Value::Null),
-                    y.get(k).unwrap_or(&Value::Null),
-                )
-            })
+            keys.into_iter()
+                .filter(|k| !skip_keys.iter().any(|s| s == *k))
+                .all(|k| {
+                    equal_within(
+                        x.get(k).unwrap_or(&Value::Null),
+                        y.get(k).unwrap_or(&Value::Null),
+                        tol,
+                        skip_keys,
+                    )
+                })
         }
         _ => a == b,
     }
+}
+
+/// Two different strings that are still equal: numbers within epsilon (only when it is
+/// positive), or dates at the tolerated precision.
+fn equal_strings(x: &str, y: &str, tol: &Tolerance) -> bool {
+    if tol.epsilon > 0.0
+        && let (Ok(p), Ok(q)) = (x.trim().parse::<f64>(), y.trim().parse::<f64>())
+        && p.is_finite()
+        && q.is_finite()
+    {
+        return (p - q).abs() <= tol.epsilon;
+    }
+    if tol.date_precision == DatePrecision::Exact {
+        return false;
+    }
+    match (DateParts::parse(x), DateParts::parse(y)) {
+        (Some(p), Some(q)) => p.equal_at(&q, tol.date_precision),
+        _ => false,
+    }
+}
+
+/// An ISO 8601 date-time as SENAITE writes them: `2026-11-26T15:25:07.609503+00:00`,
+/// `2026-11-26 15:25:07`, `2026-11-26`.
+struct DateParts<'a> {
+    date: &'a str,
+    /// `HH:MM:SS`, or empty for a date alone.
+    time: &'a str,
+    /// Fraction digits (without the dot).
+    fraction: &'a str,
+    /// Zone suffix (`+00:00`, `Z`), when given.
+    zone: Option<&'a str>,
+}
+
+impl<'a> DateParts<'a> {
+    fn parse(s: &'a str) -> Option<DateParts<'a>> {
+        let b = s.as_bytes();
+        let digits =
+            |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+        if !(digits(0..4)
+            && b.get(4) == Some(&b'-')
+            && digits(5..7)
+            && b.get(7) == Some(&b'-')
+            && digits(8..10))
+        {
+            return None;
+        }
+        let date = &s[..10];
+        if s.len() == 10 {
+            return Some(DateParts {
+                date,
+                time: "",
+                fraction: "",
+                zone: None,
+            });
+        }
+        let time_ok = matches!(b.get(10), Some(b'T' | b' '))
+            && digits(11..13)
+            && b.get(13) == Some(&b':')
+            && digits(14..16)
+            && b.get(16) == Some(&b':')
+            && digits(17..19);
+        if !time_ok {
+            return None;
+        }
+        let time = &s[11..19];
+        let mut rest = &s[19..];
+        let mut fraction = "";
+        if let Some(f) = rest.strip_prefix('.') {
+            let n = f.bytes().take_while(u8::is_ascii_digit).count();
+            fraction = &f[..n];
+            rest = &f[n..];
+        }
+        let zone = (!rest.is_empty()).then_some(rest);
+        Some(DateParts {
+            date,
+            time,
+            fraction,
+            zone,
+        })
+    }
+
+    fn equal_at(&self, other: &DateParts<'_>, precision: DatePrecision) -> bool {
+        if self.date != other.date {
+            return false;
+        }
+        if let (Some(a), Some(b)) = (self.zone, other.zone)
+            && a != b
+            && !(is_utc(a) && is_utc(b))
+        {
+            return false;
+        }
+        let time_len = match precision {
+            DatePrecision::Day => return true,
+            DatePrecision::Minute => 5,
+            _ => 8,
+        };
+        let prefix = |t: &str| t.get(..time_len).unwrap_or(t).to_string();
+        if prefix(self.time) != prefix(other.time) {
+            return false;
+        }
+        let digits = match precision {
+            DatePrecision::Millisecond => 3,
+            DatePrecision::Exact => 9,
+            _ => return true,
+        };
+        let frac = |f: &str| {
+            let mut d: String = f.chars().take(digits).collect();
+            while d.len() < digits {
+                d.push('0');
+            }
+            d
+        };
+        frac(self.fraction) == frac(other.fraction)
+    }
+}
+
+fn is_utc(zone: &str) -> bool {
+    matches!(zone, "Z" | "+00:00" | "-00:00" | "+0000" | "UTC" | "GMT")
 }
 
 #[cfg(test)]
@@ -221,5 +424,79 @@ mod tests {
         assert!(!same_value(&json!("a"), &json!("b")));
         assert!(!same_value(&json!([1, 2]), &json!([2, 1])));
         assert!(!same_value(&json!(false), &json!(null)));
+    }
+
+    #[test]
+    fn tolerances_widen_equality() {
+        let eps = Tolerance {
+            epsilon: 0.01,
+            date_precision: DatePrecision::Exact,
+        };
+        assert!(equal_within(&json!(1.004), &json!(1.0), &eps, &[]));
+        assert!(equal_within(&json!("12.50"), &json!("12.5"), &eps, &[]));
+        assert!(!equal_within(
+            &json!("12.50"),
+            &json!("12.5"),
+            &Tolerance::EXACT,
+            &[]
+        ));
+        assert!(!equal_within(&json!(1.02), &json!(1.0), &eps, &[]));
+        let second = Tolerance {
+            epsilon: 0.0,
+            date_precision: DatePrecision::Second,
+        };
+        let exact = "2026-11-26T15:25:07.609503";
+        assert!(equal_within(
+            &json!(exact),
+            &json!("2026-11-26 15:25:07"),
+            &second,
+            &[]
+        ));
+        assert!(equal_within(
+            &json!("2026-11-26T15:25:07+00:00"),
+            &json!("2026-11-26T15:25:07Z"),
+            &second,
+            &[]
+        ));
+        assert!(!equal_within(
+            &json!("2026-11-26T15:25:07+02:00"),
+            &json!("2026-11-26T15:25:07Z"),
+            &second,
+            &[]
+        ));
+        assert!(!equal_within(
+            &json!(exact),
+            &json!("2026-11-26 15:25:08"),
+            &second,
+            &[]
+        ));
+        let day = Tolerance {
+            epsilon: 0.0,
+            date_precision: DatePrecision::Day,
+        };
+        assert!(equal_within(
+            &json!("2026-11-26T23:59:59"),
+            &json!("2026-11-26"),
+            &day,
+            &[]
+        ));
+        let skip = vec!["api_url".to_string()];
+        assert!(equal_within(
+            &json!([{"uid": "a", "api_url": "/x"}]),
+            &json!([{"uid": "a", "api_url": "/y"}]),
+            &Tolerance::EXACT,
+            &skip
+        ));
+    }
+
+    #[test]
+    fn field_differences_skip_ignored_keys() {
+        let old = json!({"a": 1, "b": "x", "c": null});
+        let new = json!({"a": 2, "b": "x", "d": []});
+        let (old, new) = (old.as_object().unwrap(), new.as_object().unwrap());
+        let d = field_differences(old, new, &[], |k| (k != "a").then_some(Tolerance::EXACT));
+        assert!(d.is_empty());
+        let d = field_differences(old, new, &[], |_| Some(Tolerance::EXACT));
+        assert_eq!(d, vec![("a", json!(1), json!(2))]);
     }
 }

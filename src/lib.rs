@@ -12,6 +12,7 @@
 
 pub mod cli;
 pub mod compare;
+pub mod diff;
 pub mod error;
 pub mod extract;
 pub mod inspect;

@@ -45,6 +45,22 @@ pub struct Manifest {
     pub blobs: BlobTotals,
     /// Anything the source could not give, or that did not add up, stated instead of dropped.
     pub notes: Vec<Note>,
+    /// Set in a delta snapshot (`diff --out`): the snapshot it applies to. Absent in a full
+    /// snapshot (and in manifests written before deltas existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<BaseInfo>,
+}
+
+/// The base of a delta snapshot.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BaseInfo {
+    /// The base snapshot's `snapshot_id`.
+    pub snapshot_id: String,
+    /// The base snapshot's `finished_at`.
+    pub finished_at: String,
+    /// The base snapshot's source site URL.
+    pub site_url: String,
 }
 
 /// The writing tool.
@@ -246,6 +262,7 @@ mod tests {
             counts: BTreeMap::from([("Client".to_string(), 3)]),
             blobs: BlobTotals::default(),
             notes: vec![],
+            base: None,
         }
     }
 
@@ -253,6 +270,24 @@ mod tests {
     fn manifest_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let m = sample();
+        m.write(dir.path()).unwrap();
+        assert_eq!(Manifest::read(dir.path()).unwrap(), m);
+    }
+
+    #[test]
+    fn base_is_optional_and_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = serde_json::to_string(&sample()).unwrap();
+        assert!(
+            !text.contains("\"base\""),
+            "a full snapshot's manifest has no base key"
+        );
+        let mut m = sample();
+        m.base = Some(BaseInfo {
+            snapshot_id: "b".repeat(64),
+            finished_at: "2026-01-01T00:00:00Z".into(),
+            site_url: "http://127.0.0.1:1/senaite".into(),
+        });
         m.write(dir.path()).unwrap();
         assert_eq!(Manifest::read(dir.path()).unwrap(), m);
     }

@@ -130,6 +130,7 @@ impl SnapshotWriter {
             counts: parts.counts,
             blobs: parts.blobs,
             notes,
+            base: None,
         };
         manifest.write(&self.dir)?;
         Ok(manifest)

@@ -3,6 +3,7 @@
 // Test helpers outside #[test] functions may unwrap too: a panic is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod diff;
 mod e2e_load;
 mod e2e_real;
 mod extract;

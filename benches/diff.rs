@@ -1,0 +1,217 @@
+//! `diff` speed and memory on two large synthetic snapshots, side by side with DuckDB computing
+//! the same diff over the same Parquet files in the same run. The pair (default 1,000,000
+//! objects each, 1 % changed; `benches/diff_synth.rs`) is generated once into
+//! `target/diff-bench/` and reused. Each contender runs as a child process; wall time and the
+//! child's peak RSS (VmHWM, sampled from `/proc`) are reported.
+//!
+//! Run: `cargo bench --bench diff` (or `-- 200000` for another size). DuckDB for Python is
+//! taken from `SENAITE_SYNC_PYTHON`, else `~/.cache/senaite-sync/pyenv/bin/python`; without it
+//! the DuckDB rows are skipped.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+#[path = "diff_synth.rs"]
+mod diff_synth;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Generator version: bump when the generated data changes, so cached pairs are rebuilt.
+const GENERATION: u32 = 1;
+
+/// DuckDB: full outer join on uid comparing content_hash (objects only), as the issue states it.
+const DUCKDB_OBJECTS: &str = r#"
+import duckdb, json, sys
+old, new = sys.argv[1], sys.argv[2]
+con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")
+rows = con.sql(f"""
+  SELECT coalesce(n.uid, o.uid) AS uid, coalesce(n.portal_type, o.portal_type) AS portal_type,
+         CASE WHEN o.uid IS NULL THEN 'created' WHEN n.uid IS NULL THEN 'deleted'
+              WHEN o.path <> n.path THEN 'moved' ELSE 'modified' END AS status
+  FROM '{old}/tables/objects.parquet' o FULL OUTER JOIN '{new}/tables/objects.parquet' n
+    ON o.uid = n.uid
+  WHERE o.uid IS NULL OR n.uid IS NULL OR o.content_hash <> n.content_hash
+  ORDER BY 1""").fetchall()
+counts = {}
+for _, _, s in rows:
+    counts[s] = counts.get(s, 0) + 1
+print(json.dumps({"objects": len(rows), **counts}))
+"#;
+
+/// DuckDB: the same, plus every per-object table compared row for row (EXCEPT ALL both ways),
+/// which is what `diff` compares too.
+const DUCKDB_ALL: &str = r#"
+import duckdb, json, sys
+old, new = sys.argv[1], sys.argv[2]
+con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")
+parts = [f"""SELECT coalesce(n.uid, o.uid) AS uid
+  FROM '{old}/tables/objects.parquet' o FULL OUTER JOIN '{new}/tables/objects.parquet' n
+    ON o.uid = n.uid
+  WHERE o.uid IS NULL OR n.uid IS NULL OR o.content_hash <> n.content_hash
+     OR o.path IS DISTINCT FROM n.path OR o.review_state IS DISTINCT FROM n.review_state"""]
+for t in ["workflow_history", "workflow_states", "local_roles", "blobs"]:
+    a, b = f"'{old}/tables/{t}.parquet'", f"'{new}/tables/{t}.parquet'"
+    parts.append(f"SELECT uid FROM (SELECT * FROM {a} EXCEPT ALL SELECT * FROM {b})")
+    parts.append(f"SELECT uid FROM (SELECT * FROM {b} EXCEPT ALL SELECT * FROM {a})")
+rows = con.sql("SELECT DISTINCT uid FROM (" + " UNION ALL ".join(parts) + ") ORDER BY 1").fetchall()
+print(json.dumps({"objects": len(rows)}))
+"#;
+
+fn main() {
+    let sizes: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let sizes = if sizes.is_empty() {
+        vec![1_000_000]
+    } else {
+        sizes
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let status = Command::new("cargo")
+        .args(["build", "--release", "--bin", "senaite-sync"])
+        .current_dir(root)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let bin = target.join("release/senaite-sync");
+    let python = python();
+    for n in sizes {
+        let dir = target.join(format!("diff-bench/n{n}-g{GENERATION}"));
+        let (old, new) = (dir.join("old"), dir.join("new"));
+        if !old.join("manifest.json").is_file() || !new.join("manifest.json").is_file() {
+            let started = Instant::now();
+            let g = diff_synth::generate(&root.join("data/demo"), n, 100, &old, &new);
+            println!(
+                "generated {} / {} objects in {:.1}s: {:?}",
+                g.old_objects,
+                g.new_objects,
+                started.elapsed().as_secs_f64(),
+                g.changes
+            );
+        }
+        let size = |p: &Path| {
+            let m = std::fs::metadata(p.join("tables/objects.parquet"))
+                .unwrap()
+                .len();
+            m / (1 << 20)
+        };
+        println!(
+            "pair {} (objects.parquet {} MB / {} MB)",
+            dir.display(),
+            size(&old),
+            size(&new)
+        );
+        println!(
+            "{:<46} {:>8} {:>10} {:>10}",
+            "contender", "seconds", "peak RSS", "objects"
+        );
+        let report = |name: &str, m: Measured, objects: String| {
+            println!(
+                "{name:<46} {:>8.2} {:>7} MB {objects:>10}",
+                m.secs,
+                m.rss_kb / 1024
+            );
+        };
+        let mut c = Command::new(&bin);
+        c.arg("diff").arg(&old).arg(&new).args(["--json", "-q"]);
+        let (m, out) = measure(c);
+        report("senaite-sync diff --json", m, json_objects(&out));
+        let delta = dir.join("delta");
+        let mut c = Command::new(&bin);
+        c.arg("diff")
+            .arg(&old)
+            .arg(&new)
+            .args(["--json", "-q", "--force", "--out"])
+            .arg(&delta);
+        let (m, out) = measure(c);
+        report(
+            "senaite-sync diff --json --out DELTA",
+            m,
+            json_objects(&out),
+        );
+        let Some(py) = &python else {
+            println!("(no python with duckdb: DuckDB rows skipped)");
+            continue;
+        };
+        for (name, script) in [
+            ("duckdb: objects.content_hash join", DUCKDB_OBJECTS),
+            ("duckdb: + per-object tables (EXCEPT ALL)", DUCKDB_ALL),
+        ] {
+            let mut c = Command::new(py);
+            c.arg("-c").arg(script).arg(&old).arg(&new);
+            let (m, out) = measure(c);
+            let last = out.lines().last().unwrap_or_default();
+            let v: serde_json::Value = serde_json::from_str(last).unwrap_or_default();
+            report(name, m, v["objects"].to_string());
+        }
+    }
+}
+
+fn python() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("SENAITE_SYNC_PYTHON").map(PathBuf::from),
+        std::env::var_os("HOME")
+            .map(|h| Path::new(&h).join(".cache/senaite-sync/pyenv/bin/python")),
+    ];
+    candidates.into_iter().flatten().find(|p| {
+        Command::new(p)
+            .args(["-c", "import duckdb"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
+
+/// Objects listed in a diff report plus those that differ only in ignored values.
+fn json_objects(out: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(out).unwrap_or_default();
+    let listed = v["objects"].as_array().map_or(0, Vec::len);
+    let ignored = v["totals"]["ignored_only"].as_u64().unwrap_or(0);
+    format!("{}", listed as u64 + ignored)
+}
+
+/// Wall time and peak RSS of one child run.
+struct Measured {
+    secs: f64,
+    rss_kb: u64,
+}
+
+fn measure(mut cmd: Command) -> (Measured, String) {
+    let out_file = tempfile::NamedTempFile::new().unwrap();
+    let started = Instant::now();
+    let mut child = cmd
+        .stdout(out_file.reopen().unwrap())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak = 0u64;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&status_path) {
+            for line in text.lines() {
+                if let Some(v) = line.strip_prefix("VmHWM:") {
+                    let kb: u64 = v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
+                    peak = peak.max(kb);
+                }
+            }
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(
+                status.code().is_some_and(|c| c <= 1),
+                "{cmd:?} failed: {status}"
+            );
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let out = std::fs::read_to_string(out_file.path()).unwrap();
+    (Measured { secs, rss_kb: peak }, out)
+}

@@ -1,0 +1,253 @@
+//! The first pass of `diff`: a merge join of both snapshots by uid over the `objects` table
+//! (without its `fields` and `sources` columns) and the four per-object tables, every file
+//! streamed in uid order. It compares `content_hash` and the other columns byte for byte and
+//! each object's rows of the per-object tables as groups, and keeps only what differs (an
+//! [`Event`] per created, deleted or changed object, with the row positions the second pass
+//! reads). Equal objects are counted and forgotten, so memory follows the number of changes,
+//! not the size of the snapshots.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::Path;
+
+use crate::error::Result;
+use crate::snapshot::table::{
+    BLOBS, LOCAL_ROLES, OBJECTS, TableDef, WORKFLOW_HISTORY, WORKFLOW_STATES,
+};
+
+use super::stream::{BatchStream, Cursor, ReadSpec};
+
+/// The per-object tables, in the order of [`Event::side_old`] and [`Event::side_new`].
+pub(crate) const SIDE_TABLES: [&TableDef; 4] =
+    [&WORKFLOW_HISTORY, &WORKFLOW_STATES, &LOCAL_ROLES, &BLOBS];
+
+/// `objects` columns read by the scan, `uid` first.
+const SCAN_COLUMNS: &[&str] = &[
+    "uid",
+    "portal_type",
+    "path",
+    "parent_uid",
+    "parent_path",
+    "id",
+    "title",
+    "created",
+    "modified",
+    "review_state",
+    "content_hash",
+];
+const COL_PORTAL_TYPE: usize = 1;
+const COL_PATH: usize = 2;
+const COL_CONTENT_HASH: usize = 10;
+
+/// How an object differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EventKind {
+    /// Only in NEW.
+    Created,
+    /// Only in OLD.
+    Vanished,
+    /// In both, with some row different.
+    Changed,
+}
+
+/// What the scan knows of a deleted object (its rows are not read again).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OldObject {
+    pub portal_type: String,
+    pub path: String,
+    pub content_hash: String,
+}
+
+/// An object that differs, with where its rows are.
+#[derive(Debug, Clone)]
+pub(crate) struct Event {
+    pub uid: String,
+    pub kind: EventKind,
+    /// Row index in OLD's `objects`.
+    pub old_row: Option<u64>,
+    /// Row index in NEW's `objects`.
+    pub new_row: Option<u64>,
+    /// Whether `content_hash` differs (the fields must be compared).
+    pub fields_differ: bool,
+    /// Row ranges in OLD's per-object tables ([`SIDE_TABLES`] order).
+    pub side_old: [Range<u64>; 4],
+    /// Row ranges in NEW's per-object tables.
+    pub side_new: [Range<u64>; 4],
+    /// Bit `t` set: the rows of [`SIDE_TABLES`]`[t]` differ.
+    pub side_differ: u8,
+    /// For vanished objects: what OLD said.
+    pub old: Option<OldObject>,
+}
+
+/// The outcome of the scan.
+#[derive(Debug, Default)]
+pub(crate) struct Scan {
+    /// Differing objects in uid order.
+    pub events: Vec<Event>,
+    /// Equal objects per portal type.
+    pub unchanged: BTreeMap<String, u64>,
+    /// Objects in OLD.
+    pub old_objects: u64,
+    /// Objects in NEW.
+    pub new_objects: u64,
+    /// Per-object rows whose uid has no object on either side (not compared).
+    pub orphan_rows: u64,
+}
+
+/// One side's cursors: objects, then the per-object tables.
+struct Side {
+    objects: Cursor,
+    tables: Vec<Cursor>,
+    /// Encoded rows of the current uid's group, per table.
+    groups: Vec<Vec<u8>>,
+}
+
+impl Side {
+    fn start<'s>(scope: &'s std::thread::Scope<'s, '_>, snap: &Path) -> Result<Side> {
+        let objects = Cursor::new(BatchStream::start(
+            scope,
+            ReadSpec {
+                snap: snap.to_path_buf(),
+                def: &OBJECTS,
+                columns: SCAN_COLUMNS.to_vec(),
+                ranges: None,
+                encode: true,
+            },
+        )?)?;
+        let mut tables = Vec::new();
+        for def in SIDE_TABLES {
+            tables.push(Cursor::new(BatchStream::start(
+                scope,
+                ReadSpec {
+                    snap: snap.to_path_buf(),
+                    def,
+                    columns: Vec::new(),
+                    ranges: None,
+                    encode: true,
+                },
+            )?)?);
+        }
+        Ok(Side {
+            objects,
+            tables,
+            groups: vec![Vec::new(); SIDE_TABLES.len()],
+        })
+    }
+
+    /// The smallest uid at any cursor.
+    fn min_uid<'a>(&'a self, mut best: Option<&'a str>) -> Option<&'a str> {
+        for c in std::iter::once(&self.objects).chain(&self.tables) {
+            if let Some(u) = c.uid()
+                && best.is_none_or(|b| u < b)
+            {
+                best = Some(u);
+            }
+        }
+        best
+    }
+
+    /// Gathers the rows of `uid` in every per-object table; returns their ranges.
+    fn take_groups(&mut self, uid: &str) -> Result<[Range<u64>; 4]> {
+        let mut ranges: [Range<u64>; 4] = Default::default();
+        for (t, c) in self.tables.iter_mut().enumerate() {
+            let buf = &mut self.groups[t];
+            buf.clear();
+            let start = c.row;
+            while c.uid() == Some(uid) {
+                let bytes = c.encoded().unwrap_or_default();
+                buf.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+                buf.extend_from_slice(bytes);
+                c.advance()?;
+            }
+            ranges[t] = start..c.row;
+        }
+        Ok(ranges)
+    }
+}
+
+/// Scans OLD and NEW.
+///
+/// # Errors
+/// When a table cannot be read or has an unexpected schema.
+pub(crate) fn scan(old: &Path, new: &Path) -> Result<Scan> {
+    std::thread::scope(|scope| {
+        let mut a = Side::start(scope, old)?;
+        let mut b = Side::start(scope, new)?;
+        let mut out = Scan::default();
+        while let Some(uid) = b.min_uid(a.min_uid(None)).map(str::to_string) {
+            step(&uid, &mut a, &mut b, &mut out)?;
+        }
+        Ok(out)
+    })
+}
+
+fn step(uid: &str, a: &mut Side, b: &mut Side, out: &mut Scan) -> Result<()> {
+    let in_old = a.objects.uid() == Some(uid);
+    let in_new = b.objects.uid() == Some(uid);
+    let side_old = a.take_groups(uid)?;
+    let side_new = b.take_groups(uid)?;
+    let mut side_differ = 0u8;
+    for t in 0..SIDE_TABLES.len() {
+        if a.groups[t] != b.groups[t] {
+            side_differ |= 1 << t;
+        }
+    }
+    let event = |kind, fields_differ| Event {
+        uid: uid.to_string(),
+        kind,
+        old_row: in_old.then_some(a.objects.row),
+        new_row: in_new.then_some(b.objects.row),
+        fields_differ,
+        side_old: side_old.clone(),
+        side_new: side_new.clone(),
+        side_differ,
+        old: None,
+    };
+    match (in_old, in_new) {
+        (false, false) => {
+            let rows: u64 = side_old
+                .iter()
+                .chain(&side_new)
+                .map(|r| r.end - r.start)
+                .sum();
+            out.orphan_rows += rows;
+        }
+        (false, true) => {
+            out.events.push(event(EventKind::Created, true));
+            out.new_objects += 1;
+            b.objects.advance()?;
+        }
+        (true, false) => {
+            let mut e = event(EventKind::Vanished, true);
+            e.old = Some(OldObject {
+                portal_type: a.objects.str_col(COL_PORTAL_TYPE).unwrap_or("").into(),
+                path: a.objects.str_col(COL_PATH).unwrap_or("").into(),
+                content_hash: a.objects.str_col(COL_CONTENT_HASH).unwrap_or("").into(),
+            });
+            out.events.push(e);
+            out.old_objects += 1;
+            a.objects.advance()?;
+        }
+        (true, true) => {
+            let same_row = a.objects.encoded() == b.objects.encoded();
+            if same_row && side_differ == 0 {
+                let pt = b.objects.str_col(COL_PORTAL_TYPE).unwrap_or("");
+                match out.unchanged.get_mut(pt) {
+                    Some(n) => *n += 1,
+                    None => {
+                        out.unchanged.insert(pt.to_string(), 1);
+                    }
+                }
+            } else {
+                let fields_differ =
+                    a.objects.str_col(COL_CONTENT_HASH) != b.objects.str_col(COL_CONTENT_HASH);
+                out.events.push(event(EventKind::Changed, fields_differ));
+            }
+            out.old_objects += 1;
+            out.new_objects += 1;
+            a.objects.advance()?;
+            b.objects.advance()?;
+        }
+    }
+    Ok(())
+}
