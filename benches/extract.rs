@@ -4,7 +4,11 @@
 //! size and mode in one run.
 //!
 //! Run: `cargo bench --bench extract` (sizes default to 10000 and 100000;
-//! `cargo bench --bench extract -- 5000 20000` for others).
+//! `cargo bench --bench extract -- 5000 20000` for others). Besides wall time it reports the CPU
+//! seconds each side spent (the extractor child, and this process, which is the double), since
+//! on a shared machine CPU time is steadier than wall time. `EXTRACT_BASELINE_BIN=<path>` also
+//! runs an older `senaite-sync` binary against the same double, row by row, for before/after
+//! figures from one run.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -33,11 +37,19 @@ fn main() {
         .status()
         .unwrap();
     assert!(status.success());
-    let bin = root.join("target/release/senaite-sync");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let bin = target.join("release/senaite-sync");
+    let baseline = std::env::var_os("EXTRACT_BASELINE_BIN").map(std::path::PathBuf::from);
+    let mut bins = vec![("", bin)];
+    if let Some(b) = baseline {
+        bins.insert(0, ("base ", b));
+    }
     let base = site_from_snapshot(&root.join("data/demo")).unwrap();
     println!(
-        "{:>8} {:<22} {:>9} {:>11} {:>10}",
-        "objects", "mode", "seconds", "objects/s", "peak RSS"
+        "{:>8} {:<28} {:>8} {:>10} {:>9} {:>11} {:>10}",
+        "objects", "mode", "seconds", "objects/s", "peak RSS", "extract CPU", "double CPU"
     );
     for n in sizes {
         let site = synthesize(&base, n);
@@ -56,20 +68,50 @@ fn main() {
             ),
             ("default (exact history)", &[][..]),
         ] {
-            let out = tempfile::tempdir().unwrap();
-            let (secs, rss_kb) = run(&bin, &sb.site_url(), &out.path().join("snap"), args);
-            println!(
-                "{n:>8} {mode:<22} {secs:>9.2} {:>11.0} {:>7} MB",
-                n as f64 / secs,
-                rss_kb / 1024
-            );
+            for (label, bin) in &bins {
+                let out = tempfile::tempdir().unwrap();
+                let m = run(bin, &sb.site_url(), &out.path().join("snap"), args);
+                println!(
+                    "{n:>8} {:<28} {:>8.2} {:>10.0} {:>6} MB {:>9.1} s {:>8.1} s",
+                    format!("{label}{mode}"),
+                    m.secs,
+                    n as f64 / m.secs,
+                    m.rss_kb / 1024,
+                    m.child_cpu,
+                    m.own_cpu,
+                );
+            }
         }
         sb.shutdown();
     }
 }
 
-/// Runs one extract; returns (seconds, peak RSS in kB).
-fn run(bin: &Path, url: &str, out: &Path, extra: &[&str]) -> (f64, u64) {
+/// What one extract cost.
+struct Measured {
+    secs: f64,
+    rss_kb: u64,
+    /// CPU seconds of the extractor (user + system).
+    child_cpu: f64,
+    /// CPU seconds of this process meanwhile: the double's server threads.
+    own_cpu: f64,
+}
+
+/// CPU seconds (user + system) of this process and of its waited-for children, from
+/// `/proc/self/stat` (in clock ticks of 1/100 s, Linux's USER_HZ).
+fn cpu_seconds() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<f64> = after
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    let tick = |i: usize| f.get(i).copied().unwrap_or(0.0) / 100.0;
+    (tick(11) + tick(12), tick(13) + tick(14))
+}
+
+/// Runs one extract.
+fn run(bin: &Path, url: &str, out: &Path, extra: &[&str]) -> Measured {
+    let (own0, children0) = cpu_seconds();
     let started = Instant::now();
     let mut child = Command::new(bin)
         .args(["extract", "--url", url, "--out"])
@@ -97,5 +139,12 @@ fn run(bin: &Path, url: &str, out: &Path, extra: &[&str]) -> (f64, u64) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    (started.elapsed().as_secs_f64(), peak)
+    let secs = started.elapsed().as_secs_f64();
+    let (own1, children1) = cpu_seconds();
+    Measured {
+        secs,
+        rss_kb: peak,
+        child_cpu: children1 - children0,
+        own_cpu: own1 - own0,
+    }
 }

@@ -5,10 +5,13 @@
 //! (local roles) and the bytes of every file field, streamed into the blob store. Requests in
 //! flight are bounded by the rayon pool the caller runs this in.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tracing::{debug, warn};
 
@@ -16,10 +19,11 @@ use crate::error::{Error, Result};
 use crate::extract::listing::Listed;
 use crate::extract::staging::Staging;
 use crate::extract::{ExtractOptions, HistoryMode, LocalRolesMode};
+use crate::jsonx;
 use crate::snapshot::blobs;
 use crate::snapshot::record::{BlobRef, ObjectCapture};
-use crate::source::SenaiteClient;
-use crate::source::paging;
+use crate::source::client::api_error_message;
+use crate::source::{SenaiteClient, paging};
 
 /// Key prefix of note lines inside unit files.
 pub(crate) const NOTE_KEY: &str = "!note";
@@ -108,7 +112,7 @@ fn page_unit(
         ("sort_on", "created".to_string()),
         ("sort_order", "ascending".to_string()),
     ];
-    let page = match paging::read_page(ctx.client, "search", &query, b_start, ctx.opts.page_size) {
+    let page = match read_page(ctx, &query, b_start) {
         Ok(p) => p,
         Err(e) if is_application_error(&e) => {
             // A type whose complete search fails (the real `Setup` answers 500): its objects
@@ -130,26 +134,110 @@ fn page_unit(
         count = page.count,
         "Read page."
     );
-    let mut captures: Vec<ObjectCapture> = page
+    let mut captures: Vec<Fetched> = page
         .items
         .into_par_iter()
-        .filter(|it| {
-            it.get("uid")
-                .and_then(Value::as_str)
-                .is_some_and(|u| !u.is_empty())
+        .filter_map(|item| {
+            let head = item.head();
+            let selected = !head.uid.is_empty() && ctx.opts.path_selected(&head.path);
+            selected.then(|| capture_v1(ctx, item.into_raw(), head))
         })
-        .filter(|it| {
-            ctx.opts
-                .path_selected(it.get("path").and_then(Value::as_str).unwrap_or(""))
-        })
-        .map(|item| capture_v1(ctx, item))
         .collect::<Result<Vec<_>>>()?;
-    captures.sort_by(|a, b| a.uid.cmp(&b.uid));
+    captures.sort_by(|a, b| a.cap.uid.cmp(&b.cap.uid));
     lines.push(note_count(portal_type, b_start, page.count));
     for c in captures {
-        lines.push((c.uid.clone(), to_json(&c)));
+        lines.push((c.cap.uid.clone(), c.to_json()));
     }
     Ok(())
+}
+
+/// A page of complete records, its items kept as the server's JSON text.
+struct RawPage {
+    count: u64,
+    items: Vec<PageItem>,
+}
+
+/// One record of a page: its text, and where the text could not be read as a page of raw
+/// items (non-finite numbers, duplicate keys), the parsed value.
+enum PageItem {
+    Raw(Box<RawValue>),
+    Parsed(Value),
+}
+
+impl PageItem {
+    fn head(&self) -> Head {
+        match self {
+            PageItem::Raw(raw) => Head::of_raw(raw).unwrap_or_else(|| {
+                Head::of_value(&serde_json::from_str(raw.get()).unwrap_or(Value::Null))
+            }),
+            PageItem::Parsed(v) => Head::of_value(v),
+        }
+    }
+
+    fn into_raw(self) -> Box<RawValue> {
+        match self {
+            PageItem::Raw(raw) => raw,
+            PageItem::Parsed(v) => to_raw(&v),
+        }
+    }
+}
+
+/// The envelope of a search page, borrowing its items' text.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    count: u64,
+    #[serde(borrow)]
+    items: Vec<&'a RawValue>,
+    #[serde(default)]
+    success: Option<Value>,
+}
+
+/// Reads one page of `search`. The records stay JSON text until assembly parses them once
+/// (parsing 2 MB pages into values here and serializing them again for staging was a fifth of
+/// extract's CPU time in perf). Answers the fast path cannot take (an API error dict,
+/// non-finite numbers, an odd envelope) go the general way, with the same errors as
+/// [`paging::read_page`].
+fn read_page(ctx: &FetchContext, query: &[(&str, String)], b_start: u64) -> Result<RawPage> {
+    let limit = ctx.opts.page_size;
+    let mut q: Vec<(&str, String)> = query.to_vec();
+    q.push(("b_start", b_start.to_string()));
+    q.push(("limit", limit.to_string()));
+    let url = format!("{}/search", ctx.client.api_url());
+    let body = ctx.client.get_json_bytes(&url, &q)?;
+    if let Ok(env) = serde_json::from_slice::<Envelope>(&body)
+        && env.success.is_none()
+    {
+        return Ok(RawPage {
+            count: env.count,
+            items: env
+                .items
+                .into_iter()
+                .map(|i| PageItem::Raw(i.to_owned()))
+                .collect(),
+        });
+    }
+    let shown = format!(
+        "{url}?{}",
+        q.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&")
+    );
+    let value = jsonx::parse_lenient(&body).map_err(|e| Error::BadResponse {
+        url: shown.clone(),
+        message: format!("body is not JSON ({e})"),
+    })?;
+    if let Some(message) = api_error_message(&value) {
+        return Err(Error::Api {
+            url: shown,
+            message,
+        });
+    }
+    let page = paging::parse_page("search", b_start, limit, value, ctx.client.api_url())?;
+    Ok(RawPage {
+        count: page.count,
+        items: page.items.into_iter().map(PageItem::Parsed).collect(),
+    })
 }
 
 fn singles_unit(
@@ -157,11 +245,11 @@ fn singles_unit(
     objects: &[Listed],
     lines: &mut Vec<(String, String)>,
 ) -> Result<()> {
-    let results: Vec<Result<Option<ObjectCapture>>> =
+    let results: Vec<Result<Option<Fetched>>> =
         objects.par_iter().map(|o| read_single(ctx, o)).collect();
     for (o, r) in objects.iter().zip(results) {
         match r? {
-            Some(c) => lines.push((c.uid.clone(), to_json(&c))),
+            Some(c) => lines.push((c.cap.uid.clone(), c.to_json())),
             None => lines.push(note(
                 "vanished",
                 &o.uid,
@@ -173,14 +261,15 @@ fn singles_unit(
 }
 
 /// Reads one object by UID; falls back to plone.restapi when v1 cannot read it.
-fn read_single(ctx: &FetchContext, o: &Listed) -> Result<Option<ObjectCapture>> {
+fn read_single(ctx: &FetchContext, o: &Listed) -> Result<Option<Fetched>> {
     let q = [
         ("complete", "yes".to_string()),
         ("workflow", "yes".to_string()),
     ];
     let v1_error = match ctx.client.api_get(&o.uid, &q) {
         Ok(v) if v.get("uid").and_then(Value::as_str) == Some(o.uid.as_str()) => {
-            return capture_v1(ctx, v).map(Some);
+            let head = Head::of_value(&v);
+            return capture_v1(ctx, to_raw(&v), head).map(Some);
         }
         Ok(_) => "senaite.jsonapi answered an empty record (object not in its catalog)".to_string(),
         Err(Error::HttpStatus { status: 404, .. }) => return Ok(None),
@@ -208,36 +297,166 @@ fn read_single(ctx: &FetchContext, o: &Listed) -> Result<Option<ObjectCapture>> 
         restapi: Some(restapi),
         ..Default::default()
     };
-    add_extras(ctx, &mut cap, true)?;
-    Ok(Some(cap))
+    add_extras(ctx, &mut cap, None, true)?;
+    Ok(Some(Fetched { cap, v1: None }))
 }
 
-fn capture_v1(ctx: &FetchContext, item: Value) -> Result<ObjectCapture> {
-    let s = |k: &str| {
-        item.get(k)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
+/// What was read about one object, ready to stage: its v1 record stays the server's text.
+struct Fetched {
+    /// Everything but the v1 record.
+    cap: ObjectCapture,
+    v1: Option<Box<RawValue>>,
+}
+
+/// A staged line: the fields of [`ObjectCapture`] (which assembly reads it back as), with the
+/// v1 record written verbatim.
+#[derive(Serialize)]
+struct StagedLine<'a> {
+    uid: &'a str,
+    portal_type: &'a str,
+    path: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    v1: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    v1_error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    restapi: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    history: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sharing: Option<&'a Value>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    blobs: &'a [BlobRef],
+}
+
+impl Fetched {
+    fn to_json(&self) -> String {
+        let c = &self.cap;
+        let line = StagedLine {
+            uid: &c.uid,
+            portal_type: &c.portal_type,
+            path: &c.path,
+            v1: self.v1.as_deref(),
+            v1_error: c.v1_error.as_deref(),
+            restapi: c.restapi.as_ref(),
+            history: c.history.as_ref(),
+            sharing: c.sharing.as_ref(),
+            blobs: &c.blobs,
+        };
+        // INVARIANT: a capture holds only JSON values and strings; serializing cannot fail.
+        serde_json::to_string(&line).unwrap_or_default()
+    }
+}
+
+/// What fetching needs to know of a v1 record.
+struct Head {
+    uid: String,
+    portal_type: String,
+    path: String,
+    has_workflow: bool,
+    archetypes: bool,
+}
+
+/// A key that is present, whatever its value.
+#[derive(Default)]
+struct Present(bool);
+
+impl<'de> Deserialize<'de> for Present {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(d).map(|_| Present(true))
+    }
+}
+
+/// The keys of a v1 record [`Head`] reads, borrowed from its text.
+#[derive(Deserialize)]
+#[allow(non_snake_case)]
+struct RawHead<'a> {
+    #[serde(borrow, default)]
+    uid: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    portal_type: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    path: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    workflow_info: Option<&'a RawValue>,
+    #[serde(default)]
+    creation_date: Present,
+    #[serde(default)]
+    modification_date: Present,
+    #[serde(default)]
+    allowDiscussion: Present,
+    #[serde(default)]
+    expirationDate: Present,
+}
+
+impl Head {
+    fn of_value(item: &Value) -> Head {
+        let s = |k: &str| {
+            item.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        Head {
+            uid: s("uid"),
+            portal_type: s("portal_type"),
+            path: s("path"),
+            has_workflow: item
+                .get("workflow_info")
+                .and_then(Value::as_array)
+                .is_some_and(|w| !w.is_empty()),
+            archetypes: is_archetypes(Some(item)),
+        }
+    }
+
+    /// `None` when the text does not fit (a key given twice, a non-string uid): the caller
+    /// parses it instead.
+    fn of_raw(raw: &RawValue) -> Option<Head> {
+        let h: RawHead = serde_json::from_str(raw.get()).ok()?;
+        let has_workflow = match h.workflow_info {
+            Some(w) => !serde_json::from_str::<Vec<serde::de::IgnoredAny>>(w.get())
+                .unwrap_or_default()
+                .is_empty(),
+            None => false,
+        };
+        let at = [
+            h.creation_date.0,
+            h.modification_date.0,
+            h.allowDiscussion.0,
+            h.expirationDate.0,
+        ];
+        let text = |c: Option<Cow<'_, str>>| c.map(Cow::into_owned).unwrap_or_default();
+        Some(Head {
+            uid: text(h.uid),
+            portal_type: text(h.portal_type),
+            path: text(h.path),
+            has_workflow,
+            archetypes: at.iter().filter(|p| **p).count() >= 2,
+        })
+    }
+}
+
+fn to_raw(v: &Value) -> Box<RawValue> {
+    // INVARIANT: a serialized value is valid JSON; neither step can fail.
+    serde_json::value::to_raw_value(v)
+        .unwrap_or_else(|_| RawValue::from_string("null".into()).unwrap_or_default())
+}
+
+fn capture_v1(ctx: &FetchContext, raw: Box<RawValue>, head: Head) -> Result<Fetched> {
     let mut cap = ObjectCapture {
-        uid: s("uid"),
-        portal_type: s("portal_type"),
-        path: s("path"),
+        uid: head.uid,
+        portal_type: head.portal_type,
+        path: head.path,
         ..Default::default()
     };
-    let has_workflow = item
-        .get("workflow_info")
-        .and_then(Value::as_array)
-        .is_some_and(|w| !w.is_empty());
-    cap.v1 = Some(item);
-    if !is_archetypes(cap.v1.as_ref()) {
+    if !head.archetypes {
         match ctx.client.rest_get(&cap.path, &[]) {
             Ok(v) => cap.restapi = Some(v),
             Err(e) => debug!(uid = %cap.uid, error = %e, "plone.restapi cannot serialize object."),
         }
     }
-    add_extras(ctx, &mut cap, has_workflow)?;
-    Ok(cap)
+    add_extras(ctx, &mut cap, Some(&raw), head.has_workflow)?;
+    Ok(Fetched { cap, v1: Some(raw) })
 }
 
 /// Fields of the Archetypes base schema that every complete AT record carries and no Dexterity
@@ -264,7 +483,12 @@ pub(crate) fn is_archetypes(record: Option<&Value>) -> bool {
 }
 
 /// Adds `@history`, `@sharing` and blobs as the options ask.
-fn add_extras(ctx: &FetchContext, cap: &mut ObjectCapture, has_workflow: bool) -> Result<()> {
+fn add_extras(
+    ctx: &FetchContext,
+    cap: &mut ObjectCapture,
+    v1: Option<&RawValue>,
+    has_workflow: bool,
+) -> Result<()> {
     if ctx.opts.history == HistoryMode::Exact && has_workflow {
         match ctx.client.rest_get(&format!("{}/@history", cap.path), &[]) {
             Ok(v) => cap.history = Some(v),
@@ -288,17 +512,14 @@ fn add_extras(ctx: &FetchContext, cap: &mut ObjectCapture, has_workflow: bool) -
             Err(e) => return Err(e),
         }
     }
-    cap.blobs = fetch_blobs(ctx, cap)?;
+    cap.blobs = fetch_blobs(ctx, cap, v1)?;
     Ok(())
 }
 
 /// File field values are dicts with a `download` URL (AT `at_download`, DX `@@download`).
-fn file_fields(cap: &ObjectCapture) -> Vec<(String, Value)> {
+fn file_fields(v1: Option<&Value>, restapi: Option<&Value>) -> Vec<(String, Value)> {
     let mut out = Vec::new();
-    for source in [cap.v1.as_ref(), cap.restapi.as_ref()]
-        .into_iter()
-        .flatten()
-    {
+    for source in [v1, restapi].into_iter().flatten() {
         if let Value::Object(m) = source {
             for (k, v) in m {
                 let is_file = v.get("download").and_then(Value::as_str).is_some();
@@ -315,9 +536,23 @@ fn file_fields(cap: &ObjectCapture) -> Vec<(String, Value)> {
     out
 }
 
-fn fetch_blobs(ctx: &FetchContext, cap: &ObjectCapture) -> Result<Vec<BlobRef>> {
+fn fetch_blobs(
+    ctx: &FetchContext,
+    cap: &ObjectCapture,
+    v1: Option<&RawValue>,
+) -> Result<Vec<BlobRef>> {
     let mut refs = Vec::new();
-    for (field, info) in file_fields(cap) {
+    // Only records that mention a download URL are parsed here (Python's JSON never escapes
+    // ASCII letters, so the key shows as written).
+    let parsed = v1
+        .filter(|r| r.get().contains("download"))
+        .and_then(|r| serde_json::from_str::<Value>(r.get()).ok());
+    let fields = if v1.is_some() {
+        file_fields(parsed.as_ref(), cap.restapi.as_ref())
+    } else {
+        file_fields(cap.v1.as_ref(), cap.restapi.as_ref())
+    };
+    for (field, info) in fields {
         let download = info.get("download").and_then(Value::as_str).unwrap_or("");
         let url = if download.starts_with("http://") || download.starts_with("https://") {
             download.to_string()
@@ -351,11 +586,6 @@ fn is_application_error(e: &Error) -> bool {
         }
         _ => false,
     }
-}
-
-fn to_json(c: &ObjectCapture) -> String {
-    // INVARIANT: a capture holds only JSON values and strings; serializing cannot fail.
-    serde_json::to_string(c).unwrap_or_default()
 }
 
 fn note(kind: &str, subject: &str, message: &str) -> (String, String) {
@@ -403,6 +633,54 @@ mod tests {
     }
 
     #[test]
+    fn raw_heads_read_what_parsed_values_read() {
+        let texts = [
+            r#"{"uid": "u1", "path": "/s/c", "portal_type": "Client", "workflow_info": [{"a": 1}],
+                "creation_date": null, "modification_date": "x", "Title": "t\u00e9"}"#,
+            r#"{"uid": "u2", "path": "/s/d", "portal_type": "Dx", "workflow_info": [ ],
+                "created": "x"}"#,
+            r#"{"uid": null, "workflow_info": null, "expirationDate": 1}"#,
+            r#"{"uid": "u\"3", "path": "/s/\u00e9"}"#,
+        ];
+        for t in texts {
+            let raw = RawValue::from_string(t.to_string()).unwrap();
+            let a = Head::of_raw(&raw).unwrap();
+            let b = Head::of_value(&serde_json::from_str(t).unwrap());
+            assert_eq!(
+                (a.uid, a.portal_type, a.path, a.has_workflow, a.archetypes),
+                (b.uid, b.portal_type, b.path, b.has_workflow, b.archetypes),
+                "{t}"
+            );
+        }
+        // A key given twice does not fit the borrowed reading; the caller parses instead.
+        let twice = RawValue::from_string(r#"{"uid": "a", "uid": "b"}"#.into()).unwrap();
+        assert!(Head::of_raw(&twice).is_none());
+        assert_eq!(PageItem::Raw(twice).head().uid, "b");
+    }
+
+    #[test]
+    fn staged_lines_read_back_as_captures() {
+        let raw = RawValue::from_string(r#"{"uid": "u", "x": [1, 2.5]}"#.into()).unwrap();
+        let f = Fetched {
+            cap: ObjectCapture {
+                uid: "u".into(),
+                portal_type: "T".into(),
+                path: "/s/u".into(),
+                history: Some(serde_json::json!([{"time": "t"}])),
+                ..Default::default()
+            },
+            v1: Some(raw),
+        };
+        let back: ObjectCapture = serde_json::from_str(&f.to_json()).unwrap();
+        assert_eq!(
+            back.v1,
+            Some(serde_json::json!({"uid": "u", "x": [1, 2.5]}))
+        );
+        assert_eq!(back.history, f.cap.history);
+        assert_eq!(back.path, "/s/u");
+    }
+
+    #[test]
     fn file_fields_are_found_by_download_url() {
         let cap = ObjectCapture {
             v1: Some(serde_json::json!({
@@ -411,7 +689,7 @@ mod tests {
                 "Other": {"uid": "x"}, "Title": "t"})),
             ..Default::default()
         };
-        let f = file_fields(&cap);
+        let f = file_fields(cap.v1.as_ref(), cap.restapi.as_ref());
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].0, "AttachmentFile");
     }

@@ -145,6 +145,11 @@ pub fn object_rows(mut cap: ObjectCapture, origin: &str) -> ObjectRows {
     strip_origin(&mut fields, origin);
     let ident = Identity::of(&cap, &fields, workflow_info.as_ref());
     let canonical = jsonx::canonical(&fields);
+    let hash = jsonx::sha256_hex(&canonical);
+    // serde_json writes UTF-8: the bytes move into the string without the copy (and scan) of
+    // `from_utf8_lossy`.
+    let text = String::from_utf8(canonical)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
     out.object = vec![
         Cell::s(&cap.uid),
         Cell::s(ident.portal_type),
@@ -156,8 +161,8 @@ pub fn object_rows(mut cap: ObjectCapture, origin: &str) -> ObjectRows {
         Cell::opt(ident.created),
         Cell::opt(ident.modified),
         Cell::opt(ident.review_state),
-        Cell::s(jsonx::sha256_hex(&canonical)),
-        Cell::s(String::from_utf8_lossy(&canonical).into_owned()),
+        Cell::s(hash),
+        Cell::s(text),
         Cell::s(Value::Object(sources.into_iter().collect()).to_string()),
     ];
     workflow_rows(&cap, workflow_info.as_ref(), &mut out);

@@ -194,13 +194,7 @@ impl SenaiteClient {
         query: &[(&str, String)],
     ) -> Result<Value> {
         let shown = display_url(url, query);
-        let body = self.with_retry(method, url, query, Expect::Json, &shown, |resp| {
-            let mut bytes = Vec::new();
-            let mut resp = resp;
-            resp.read_to_end(&mut bytes)
-                .map_err(|e| Error::read(&shown, e))?;
-            Ok(bytes)
-        })?;
+        let body = self.json_bytes(method, url, query, &shown)?;
         let value = jsonx::parse_lenient(&body).map_err(|e| Error::BadResponse {
             url: shown.clone(),
             message: format!("body is not JSON ({e}): {}", snippet(&body)),
@@ -212,6 +206,36 @@ impl SenaiteClient {
             });
         }
         Ok(value)
+    }
+
+    /// The body of a 2xx answer to a JSON request, not yet parsed (retried like
+    /// [`SenaiteClient::get_json`]); callers that parse it themselves must also refuse API error
+    /// dicts ([`api_error_message`]).
+    ///
+    /// # Errors
+    /// Transport errors after retries and non-2xx statuses.
+    pub(crate) fn get_json_bytes(&self, url: &str, query: &[(&str, String)]) -> Result<Vec<u8>> {
+        let shown = display_url(url, query);
+        self.json_bytes(Method::Get, url, query, &shown)
+    }
+
+    fn json_bytes(
+        &self,
+        method: Method<'_>,
+        url: &str,
+        query: &[(&str, String)],
+        shown: &str,
+    ) -> Result<Vec<u8>> {
+        self.with_retry(method, url, query, Expect::Json, shown, |resp| {
+            let mut resp = resp;
+            let mut bytes = Vec::with_capacity(
+                resp.content_length()
+                    .map_or(0, |n| n.min(64 << 20) as usize),
+            );
+            resp.read_to_end(&mut bytes)
+                .map_err(|e| Error::read(shown, e))?;
+            Ok(bytes)
+        })
     }
 
     /// Streams a download into `sink`. The whole download is retried when the transfer fails

@@ -40,7 +40,13 @@ pub fn read_page(
     parse_page(route, b_start, limit, body, client.api_url())
 }
 
-fn parse_page(route: &str, b_start: u64, limit: u64, body: Value, api: &str) -> Result<Page> {
+pub(crate) fn parse_page(
+    route: &str,
+    b_start: u64,
+    limit: u64,
+    body: Value,
+    api: &str,
+) -> Result<Page> {
     let bad = |what: &str| Error::BadResponse {
         url: format!("{api}/{route}?b_start={b_start}&limit={limit}"),
         message: format!("paged envelope without {what}"),
