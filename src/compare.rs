@@ -77,8 +77,9 @@ pub struct Summary {
     pub by_type: BTreeMap<String, u64>,
 }
 
-/// Top-level record keys compared as attributes (the `objects` columns).
-const ATTRIBUTES: &[&str] = &[
+/// Top-level record keys compared as attributes (the `objects` columns; the rest is in
+/// `fields`). Shared with `diff`.
+pub(crate) const ATTRIBUTES: &[&str] = &[
     "portal_type",
     "path",
     "parent_uid",

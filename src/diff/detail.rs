@@ -18,18 +18,7 @@ use super::scan::{Event, EventKind, SIDE_TABLES, Scan};
 use super::stream::{BatchStream, Cursor, ReadSpec};
 use super::{Change, ObjectDiff, Status};
 
-/// `objects` columns compared as attributes (the rest is in `fields`).
-pub(crate) const ATTRIBUTES: &[&str] = &[
-    "portal_type",
-    "path",
-    "parent_uid",
-    "parent_path",
-    "id",
-    "title",
-    "created",
-    "modified",
-    "review_state",
-];
+pub(crate) use crate::compare::ATTRIBUTES;
 
 /// Review states that mean "deleted" in SENAITE, which deactivates instead of deleting.
 pub(crate) const INACTIVE_STATES: &[&str] = &["inactive", "deactivated"];

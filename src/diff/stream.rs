@@ -6,12 +6,9 @@
 use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::mpsc::{Receiver, sync_channel};
 
-use arrow::array::{
-    Array, ArrayRef, BooleanArray, Int64Array, ListArray, RecordBatch, StringArray,
-};
+use arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
 use arrow::row::{RowConverter, Rows, SortField};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
@@ -21,7 +18,7 @@ use parquet::file::metadata::PageIndexPolicy;
 
 use crate::error::{Error, Result};
 use crate::snapshot::layout;
-use crate::snapshot::table::{Cell, Kind, TableDef};
+use crate::snapshot::table::{Cell, TableDef, cell_at};
 
 /// Rows per decoded batch.
 const BATCH_ROWS: usize = 8192;
@@ -277,38 +274,5 @@ impl Cursor {
             .collect();
         self.advance()?;
         Ok(row)
-    }
-}
-
-/// One value of a decoded column as a [`Cell`].
-pub(crate) fn cell_at(kind: Kind, col: &ArrayRef, r: usize) -> Cell {
-    let null = col.is_null(r);
-    match kind {
-        Kind::Str => {
-            let a = col.as_any().downcast_ref::<StringArray>();
-            Cell::Str(a.filter(|_| !null).map(|a| a.value(r).to_string()))
-        }
-        Kind::Int => {
-            let a = col.as_any().downcast_ref::<Int64Array>();
-            Cell::Int(a.filter(|_| !null).map(|a| a.value(r)))
-        }
-        Kind::Bool => {
-            let a = col.as_any().downcast_ref::<BooleanArray>();
-            Cell::Bool(a.filter(|_| !null).map(|a| a.value(r)))
-        }
-        Kind::StrList => {
-            let mut out = Vec::new();
-            if let Some(a) = col.as_any().downcast_ref::<ListArray>()
-                && !null
-            {
-                let values: Arc<dyn Array> = a.value(r);
-                if let Some(s) = values.as_any().downcast_ref::<StringArray>() {
-                    for j in 0..s.len() {
-                        out.push(s.value(j).to_string());
-                    }
-                }
-            }
-            Cell::StrList(out)
-        }
     }
 }

@@ -595,7 +595,8 @@ fn batch_to_rows(def: &TableDef, batch: &RecordBatch) -> Vec<Vec<Cell>> {
     rows
 }
 
-fn cell_at(kind: Kind, col: &ArrayRef, r: usize) -> Cell {
+/// One value of a decoded column as a [`Cell`].
+pub(crate) fn cell_at(kind: Kind, col: &ArrayRef, r: usize) -> Cell {
     let null = col.is_null(r);
     match kind {
         Kind::Str => {
