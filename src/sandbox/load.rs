@@ -5,20 +5,16 @@
 //! reproduces its tables (the round-trip the tests check), and so does applying its records to an
 //! empty sandbox.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::jsonx;
 use crate::sandbox::data::{BlobBody, SiteBlob, SiteData};
 use crate::sandbox::rows;
 use crate::snapshot::jsonl::JsonlReader;
-use crate::snapshot::table::{
-    BLOBS, LOCAL_ROLES, OBJECTS, TableDef, TableReader, WORKFLOW_HISTORY, WORKFLOW_STATES,
-    row_to_json,
-};
+use crate::snapshot::table::OBJECTS;
 use crate::snapshot::{Snapshot, blobs, manifest_site_path};
 use crate::source::client::origin_of;
 
@@ -90,63 +86,11 @@ pub fn site_from_snapshot(dir: &Path) -> Result<SiteData> {
 /// # Errors
 /// When a table cannot be read.
 pub fn load_records(snap: &Snapshot) -> Result<Vec<Value>> {
-    let mut parts: HashMap<String, Map<String, Value>> = HashMap::new();
-    for (def, key) in [
-        (&WORKFLOW_HISTORY, "workflow_history"),
-        (&WORKFLOW_STATES, "workflow_states"),
-        (&LOCAL_ROLES, "local_roles"),
-        (&BLOBS, "blobs"),
-    ] {
-        group_rows(snap, def, key, &mut parts)?;
-    }
-    let mut out = Vec::new();
-    for row in TableReader::open(&snap.dir, &OBJECTS)? {
-        let mut obj = row_to_json(&OBJECTS, row?);
-        let uid = obj.get("uid").and_then(Value::as_str).unwrap_or("");
-        let mut extra = parts.remove(uid).unwrap_or_default();
-        for key in [
-            "workflow_history",
-            "workflow_states",
-            "local_roles",
-            "blobs",
-        ] {
-            let list = extra
-                .remove(key)
-                .unwrap_or_else(|| Value::Array(Vec::new()));
-            obj.insert(key.into(), list);
-        }
-        let mut value = Value::Object(obj);
-        let load_hash = jsonx::sha256_hex(&jsonx::canonical(&value));
-        if let Value::Object(m) = &mut value {
-            m.insert("load_hash".into(), Value::String(load_hash));
-        }
-        out.push(value);
-    }
-    Ok(out)
-}
-
-/// Appends the rows of `def` (without `uid`) to `parts[uid][key]`, in table order.
-fn group_rows(
-    snap: &Snapshot,
-    def: &'static TableDef,
-    key: &str,
-    parts: &mut HashMap<String, Map<String, Value>>,
-) -> Result<()> {
-    for row in TableReader::open(&snap.dir, def)? {
-        let mut m = row_to_json(def, row?);
-        let uid = match m.remove("uid") {
-            Some(Value::String(u)) => u,
-            _ => continue,
-        };
-        let entry = parts.entry(uid).or_default();
-        let list = entry
-            .entry(key.to_owned())
-            .or_insert_with(|| Value::Array(Vec::new()));
-        if let Value::Array(items) = list {
-            items.push(Value::Object(m));
-        }
-    }
-    Ok(())
+    // The loader's own builder, so the double applies exactly what `load` sends.
+    let set = crate::load::records::read(snap, &manifest_site_path(&snap.manifest))?;
+    let mut records: Vec<_> = set.records.into_iter().collect();
+    records.sort_by(|a, b| a.uid.cmp(&b.uid));
+    Ok(records.iter().map(|r| r.value()).collect())
 }
 
 fn read_site_stream(snap: &Snapshot, data: &mut SiteData) -> Result<()> {
