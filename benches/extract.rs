@@ -4,7 +4,8 @@
 //! size and mode in one run.
 //!
 //! Run: `cargo bench --bench extract` (sizes default to 10000 and 100000;
-//! `cargo bench --bench extract -- 5000 20000` for others). Besides wall time it reports the CPU
+//! `cargo bench --bench extract -- 5000 20000` for others; `-- default` or `-- v1` runs one mode
+//! only). Besides wall time it reports the CPU
 //! seconds each side spent (the extractor child, and this process, which is the double), since
 //! on a shared machine CPU time is steadier than wall time. `EXTRACT_BASELINE_BIN=<path>` also
 //! runs an older `senaite-sync` binary against the same double, row by row, for before/after
@@ -25,6 +26,10 @@ fn main() {
         .skip(1)
         .filter_map(|a| a.parse().ok())
         .collect();
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a == "default" || a == "v1")
+        .collect();
     let sizes = if sizes.is_empty() {
         vec![10_000, 100_000]
     } else {
@@ -41,11 +46,22 @@ fn main() {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
     let bin = target.join("release/senaite-sync");
-    let baseline = std::env::var_os("EXTRACT_BASELINE_BIN").map(std::path::PathBuf::from);
-    let mut bins = vec![("", bin)];
-    if let Some(b) = baseline {
-        bins.insert(0, ("base ", b));
-    }
+    // `EXTRACT_BASELINE_BIN=a` labels its rows "base"; `a:b:...` labels them by file name.
+    let baselines: Vec<std::path::PathBuf> = std::env::var_os("EXTRACT_BASELINE_BIN")
+        .map(|v| std::env::split_paths(&v).collect())
+        .unwrap_or_default();
+    let mut bins: Vec<(String, std::path::PathBuf)> = baselines
+        .iter()
+        .map(|b| {
+            let label = if baselines.len() == 1 {
+                "base ".to_string()
+            } else {
+                format!("{} ", b.file_name().unwrap_or_default().to_string_lossy())
+            };
+            (label, b.clone())
+        })
+        .collect();
+    bins.push((String::new(), bin));
     let base = site_from_snapshot(&root.join("data/demo")).unwrap();
     println!(
         "{:>8} {:<28} {:>8} {:>10} {:>9} {:>11} {:>10}",
@@ -61,13 +77,17 @@ fn main() {
             },
         )
         .unwrap();
-        for (mode, args) in [
+        for (key, mode, args) in [
             (
+                "v1",
                 "v1 channel only",
                 &["--history", "v1", "--local-roles", "none"][..],
             ),
-            ("default (exact history)", &[][..]),
+            ("default", "default (exact history)", &[][..]),
         ] {
+            if !only.is_empty() && !only.iter().any(|o| o == key) {
+                continue;
+            }
             for (label, bin) in &bins {
                 let out = tempfile::tempdir().unwrap();
                 let m = run(bin, &sb.site_url(), &out.path().join("snap"), args);

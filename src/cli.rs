@@ -75,7 +75,9 @@ pub enum Command {
     #[command(after_long_help = "Examples:\n  \
         SENAITE_USER=admin SENAITE_PASSWORD=secret \\\n    senaite-sync extract --url http://127.0.0.1:8081/senaite --out snap\n  \
         senaite-sync extract --url http://lims:8080/senaite --out clients --include-path /senaite/clients -j 8\n  \
-        senaite-sync extract --url http://lims:8080/senaite --out fast --history v1 --local-roles none")]
+        senaite-sync extract --url http://lims:8080/senaite --out fast --history v1 --local-roles none\n  \
+        senaite-sync extract --url http://127.0.0.1:8095/lims --out bika-snap --source-kind bika\n  \
+        senaite-sync extract --url http://127.0.0.1:8081/senaite --out tuesday --since monday")]
     Extract(ExtractArgs),
     /// Summarise a snapshot and check its integrity.
     ///
@@ -104,7 +106,11 @@ pub enum Command {
     /// Lists every reference whose target is neither in the snapshot nor in the destination.
     #[command(after_long_help = "Examples:\n  \
         senaite-sync plan snap --url http://127.0.0.1:8082/senaite\n  \
-        senaite-sync plan snap --url http://lims2:8080/senaite --json | jq .totals")]
+        senaite-sync plan snap --url http://lims2:8080/senaite --json | jq .totals\n  \
+        senaite-sync plan delta --url http://127.0.0.1:8082/senaite --deletions delete\n\n\
+        For a delta snapshot (`diff OLD NEW --out DELTA`) the plan also lists moves, deletions \
+        (by --deletions), conflicts with both versions (and what --conflicts would do), and \
+        changes to objects the destination lacks (its base was never loaded there) as blocked.")]
     Plan(PlanArgs),
     /// Write a snapshot into a destination SENAITE, keeping UIDs, ids, states, history and dates.
     ///
@@ -118,7 +124,15 @@ pub enum Command {
     #[command(after_long_help = "Examples:\n  \
         SENAITE_USER=admin SENAITE_PASSWORD=secret \\\n    senaite-sync load snap --url http://127.0.0.1:8082/senaite\n  \
         senaite-sync load snap --url http://127.0.0.1:8082/senaite --retry-failed\n  \
-        senaite-sync load snap --url http://lims2:8080/senaite --state /var/lib/migration/state --json")]
+        senaite-sync load snap --url http://lims2:8080/senaite --state /var/lib/migration/state --json\n  \
+        senaite-sync diff snap-old snap-new --out delta && senaite-sync load delta --url http://127.0.0.1:8082/senaite\n  \
+        senaite-sync load delta --url http://127.0.0.1:8082/senaite --deletions keep --conflicts source-wins\n\n\
+        A delta snapshot (written by `diff OLD NEW --out DELTA`) creates, updates, moves (same UID, \
+        new path: moved in place, history and dates kept) and deletes by --deletions; objects the \
+        destination changed since our last load that the delta also changes are conflicts, handled \
+        by --conflicts and always reported with both versions. A delta whose base was never loaded \
+        into the destination is refused, naming the objects. Exit 1 also when conflicts were skipped \
+        or deletions could not be carried out.")]
     Load(LoadArgs),
     /// Prove a load: re-read the destination and compare it with the snapshot.
     ///
@@ -152,6 +166,48 @@ pub enum Command {
         senaite-sync diff old new --json | jq '.objects[] | select(.status == \"deleted\")'\n  \
         senaite-sync diff old new --rules diff-rules.toml --out delta")]
     Diff(DiffArgs),
+    /// Reshape a snapshot offline through a pipeline of steps (TOML) into a new snapshot.
+    ///
+    /// Steps (pipelines/ holds examples): filter (keep/drop by portal type, path, review state,
+    /// created/modified range, field value), rename_type, rename_fields, drop_fields,
+    /// set_fields, map_values, move (a folder and everything under it), prefix_ids (lab
+    /// merges: ids, paths, titles equal to the id and id-valued fields stay consistent) and
+    /// redact (salted hash, mask or drop; the salt comes from SENAITE_SYNC_SALT or the step's
+    /// salt_env/salt_file, never from the pipeline, and is never written). The whole pipeline is
+    /// checked before any data is read and every problem is listed with file, step and key.
+    /// Every table follows: rows of dropped objects go, file rows follow renamed fields,
+    /// content_hash is recomputed; references to dropped objects are reported. The manifest's
+    /// notes name the input snapshot and the pipeline's sha256. --check only validates a
+    /// pipeline; --dry-run also checks the input and the salts, writing nothing; --test runs
+    /// the pipeline's inline [[test]] tables. Never touches the network. Exit 0 on success,
+    /// 1 when inline tests fail, 2 on errors.
+    #[command(after_long_help = "Examples:\n  \
+        senaite-sync transform snap-1x --pipeline pipelines/senaite1-to-senaite26.toml --out snap-26\n  \
+        SENAITE_SYNC_SALT=$(cat salt.txt) senaite-sync transform snap \\\n    --pipeline pipelines/redact-patients.toml --out staging\n  \
+        senaite-sync transform lab-a --pipeline pipelines/merge-a-lab.toml --out lab-a-prefixed --json\n  \
+        senaite-sync transform --check my-pipeline.toml\n  \
+        senaite-sync transform --test pipelines/*.toml")]
+    Transform(TransformArgs),
+    /// Write one self-contained HTML page reviewing a snapshot before it is loaded, offline.
+    ///
+    /// Counts per portal type and review state, a chart of samples created per month, files by
+    /// size (histogram, largest files), example records per type, and the warnings that matter:
+    /// references to objects that are not in the snapshot, objects whose parent is missing, the
+    /// extract's notes and what a transform recorded. --against DEST_SNAPSHOT adds schema drift:
+    /// the field names per portal type compared with a snapshot of the destination, listing types
+    /// the destination does not have and fields with nowhere to go. --plan adds the records a load
+    /// would block (the output of `plan --json`), --diff what changed (the output of
+    /// `diff --json`). The page has no external resources (inline CSS and SVG); every value from
+    /// the snapshot is escaped. --json prints the same findings for scripts. Never touches the
+    /// network. Exit 0 when written (warnings are findings, not failures), 2 on errors.
+    #[command(after_long_help = "Examples:\n  \
+        senaite-sync review snap -o review.html\n  \
+        senaite-sync review snap --against dest-snap -o review.html\n  \
+        senaite-sync plan snap --url http://127.0.0.1:8082/senaite --json > plan.json && \\\n    senaite-sync review snap --plan plan.json -o review.html\n  \
+        senaite-sync diff snap-monday snap-tuesday --json > diff.json\n  \
+        senaite-sync review snap-tuesday --diff diff.json -o review.html\n  \
+        senaite-sync review snap --against dest-snap --json | jq '.drift.fields_missing_in_destination'")]
+    Review(ReviewArgs),
 }
 
 /// `extract` arguments.
@@ -213,6 +269,38 @@ pub struct ExtractArgs {
     /// Overwrite a complete snapshot in --out.
     #[arg(long = "force")]
     pub force: bool,
+    /// Kind of source: auto (SENAITE when senaite.jsonapi answers, else BIKA LIMS 3.1 when
+    /// bika.lims' legacy @@API/read answers), senaite, or bika. A BIKA 3.1 site is read through
+    /// its legacy API into the same snapshot format; what it cannot give (review history,
+    /// local roles, groups) is stated in the manifest's notes. Example:
+    /// senaite-sync extract --url http://127.0.0.1:8095/lims --out bika-snap --source-kind bika
+    #[arg(
+        long = "source-kind",
+        value_name = "KIND",
+        value_enum,
+        default_value = "auto"
+    )]
+    pub source_kind: SourceKindArg,
+    /// Incremental extract: read only what changed since OLD, a complete snapshot of the same
+    /// site made with the same filters and modes (a delta snapshot is refused), and write
+    /// --out as a complete snapshot again. Unchanged objects are taken from OLD; new, changed,
+    /// moved and unprovable ones are read; local roles, users, groups and settings are always
+    /// read; deletions are found by the complete listing. The manifest's note of kind `since`
+    /// names OLD and counts reused, refetched and deleted objects. Example:
+    /// senaite-sync extract --url http://127.0.0.1:8081/senaite --out tuesday --since monday
+    #[arg(long = "since", value_name = "OLD")]
+    pub since: Option<PathBuf>,
+}
+
+/// `--source-kind` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SourceKindArg {
+    /// Detect: senaite.jsonapi first, then bika.lims' legacy API.
+    Auto,
+    /// A SENAITE site (senaite.jsonapi).
+    Senaite,
+    /// A BIKA LIMS 3.1 site (bika.lims' legacy `@@API/read`).
+    Bika,
 }
 
 /// Where a snapshot goes: the arguments `plan`, `load` and `verify` share.
@@ -245,6 +333,25 @@ pub struct PlanArgs {
     /// Snapshot and destination.
     #[command(flatten)]
     pub dest: DestArgs,
+    /// Delta policies (as `load` would apply them).
+    #[command(flatten)]
+    pub delta: DeltaArgs,
+}
+
+/// Policies for loading a delta snapshot (`diff OLD NEW --out DELTA`).
+#[derive(Debug, Args)]
+pub struct DeltaArgs {
+    /// Delta snapshots: what to do with objects the delta deletes. `deactivate` runs the
+    /// deactivate transition (a real review-history entry) and reports objects that have none
+    /// (samples, analyses); `delete` removes them; `keep` only reports them.
+    #[arg(long = "deletions", value_enum, default_value_t = load::Deletions::Deactivate)]
+    pub deletions: load::Deletions,
+    /// Delta snapshots: objects the destination changed since our last load of them that the
+    /// delta also changes or deletes. `skip` reports them with both versions and writes
+    /// nothing; `source-wins` applies the delta's version; `destination-wins` keeps the
+    /// destination's and records it as accepted, so it is not reported again.
+    #[arg(long = "conflicts", value_enum, default_value_t = load::Conflicts::Skip)]
+    pub conflicts: load::Conflicts,
 }
 
 /// `load` arguments.
@@ -267,6 +374,9 @@ pub struct LoadArgs {
     /// Do not create or update users and groups.
     #[arg(long = "no-principals")]
     pub no_principals: bool,
+    /// Delta policies.
+    #[command(flatten)]
+    pub delta: DeltaArgs,
 }
 
 /// `verify` arguments.
@@ -392,6 +502,32 @@ pub struct DiffArgs {
     pub force: bool,
 }
 
+/// `review` arguments.
+#[derive(Debug, Args)]
+pub struct ReviewArgs {
+    /// The snapshot to review.
+    #[arg(value_name = "SNAPSHOT")]
+    pub snapshot: PathBuf,
+    /// A snapshot of the destination (extract it first): compare fields per portal type.
+    #[arg(long = "against", value_name = "DEST_SNAPSHOT")]
+    pub against: Option<PathBuf>,
+    /// The output of `plan --json` for this snapshot: show blocked records.
+    #[arg(long = "plan", value_name = "PLAN.json")]
+    pub plan: Option<PathBuf>,
+    /// The output of `diff --json` with this snapshot on one side: show what changed.
+    #[arg(long = "diff", value_name = "DIFF.json")]
+    pub diff: Option<PathBuf>,
+    /// Write the HTML page to this file (default: stdout, unless --json).
+    #[arg(long = "out", short = 'o', value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Print the findings as JSON (counts, drift, warnings) instead of the page on stdout.
+    #[arg(long = "json")]
+    pub json: bool,
+    /// Example records shown per portal type.
+    #[arg(long = "examples", value_name = "N", default_value_t = crate::review::DEFAULT_EXAMPLES)]
+    pub examples: usize,
+}
+
 /// `demo` arguments.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -442,6 +578,12 @@ impl ExtractArgs {
         o.site_records = !self.no_site_records;
         o.restart = self.restart;
         o.force = self.force;
+        o.source_kind = match self.source_kind {
+            SourceKindArg::Auto => crate::bika::SourceKind::Auto,
+            SourceKindArg::Senaite => crate::bika::SourceKind::Senaite,
+            SourceKindArg::Bika => crate::bika::SourceKind::Bika,
+        };
+        o.since = self.since;
         Ok(o)
     }
 }
@@ -479,11 +621,15 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(if report.is_intact() { 0 } else { 2 })
         }
         Command::Plan(args) => {
-            let report = plan::run(&PlanOptions {
-                credentials: args.dest.credentials()?,
-                snapshot: args.dest.snapshot,
-                url: args.dest.url,
-            })?;
+            let report = plan::run_with(
+                &PlanOptions {
+                    credentials: args.dest.credentials()?,
+                    snapshot: args.dest.snapshot,
+                    url: args.dest.url,
+                },
+                args.delta.deletions,
+                args.delta.conflicts,
+            )?;
             if args.dest.json {
                 emit_json(&report);
             } else {
@@ -508,6 +654,8 @@ pub fn run(cli: Cli) -> Result<u8> {
             }
             o.jobs = args.jobs;
             o.skip_principals = args.no_principals;
+            o.deletions = args.delta.deletions;
+            o.conflicts = args.delta.conflicts;
             let report = load::run(&o, &progress)?;
             if args.dest.json {
                 emit_json(&report);
@@ -537,6 +685,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         }
         Command::Serve(args) => serve(args),
         Command::Demo(args) => demo(args, &progress),
+        Command::Review(args) => review(args),
+        Command::Transform(args) => transform(args),
         Command::Diff(args) => {
             let json = args.json;
             let (text, code) = crate::diff::execute(&args.into_options()?, json)?;
@@ -544,6 +694,39 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(code)
         }
     }
+}
+
+/// Runs `review`: the page to --out (or stdout), the findings as JSON with --json.
+fn review(args: ReviewArgs) -> Result<u8> {
+    let opts = crate::review::ReviewOptions {
+        snapshot: args.snapshot,
+        against: args.against,
+        plan: args.plan,
+        diff: args.diff,
+        examples: args.examples,
+    };
+    let report = crate::review::run(&opts)?;
+    match &args.out {
+        Some(out) => {
+            crate::snapshot::writer::write_atomic(out, report.to_html().as_bytes())?;
+            if !args.json {
+                emit(&format!(
+                    "Review of {} written to {}: {} objects of {} types, {} warnings.\n",
+                    report.snapshot.dir,
+                    out.display(),
+                    report.snapshot.objects,
+                    report.types.len(),
+                    report.warning_count()
+                ));
+            }
+        }
+        None if !args.json => emit(&report.to_html()),
+        None => {}
+    }
+    if args.json {
+        emit_json(&report);
+    }
+    Ok(0)
 }
 
 fn print_extract_summary(r: &extract::ExtractReport) {
@@ -571,6 +754,13 @@ fn print_extract_summary(r: &extract::ExtractReport) {
         m.source.site_url,
         &m.snapshot_id[..12.min(m.snapshot_id.len())],
     ));
+    for n in m
+        .notes
+        .iter()
+        .filter(|n| n.kind == extract::SINCE_NOTE_KIND)
+    {
+        emit(&format!("Incremental: {}.\n", n.message));
+    }
 }
 
 fn emit_json<T: serde::Serialize>(value: &T) {
@@ -647,6 +837,9 @@ pub fn render_load(r: &load::LoadReport) -> String {
                 "    field {f}: reference target missing in the snapshot and the destination\n"
             ));
         }
+    }
+    if let Some(d) = &r.delta {
+        s.push_str(&load::delta::render_text(d));
     }
     if r.rejected.is_empty() {
         s.push_str("Every record is in the destination.\n");
@@ -856,4 +1049,105 @@ fn demo_state_dir(out: &Path) -> PathBuf {
         .map(|n| format!("{}.load-state", n.to_string_lossy()))
         .unwrap_or_else(|| "demo.load-state".into());
     out.with_file_name(name)
+}
+
+/// `transform` arguments.
+#[derive(Debug, Args)]
+pub struct TransformArgs {
+    /// The input snapshot.
+    #[arg(value_name = "IN", required_unless_present_any = ["check", "test"])]
+    pub input: Option<PathBuf>,
+    /// The pipeline file (TOML).
+    #[arg(long = "pipeline", value_name = "FILE.toml", required_unless_present_any = ["check", "test"])]
+    pub pipeline: Option<PathBuf>,
+    /// The output snapshot directory.
+    #[arg(long = "out", value_name = "OUT", required_unless_present_any = ["check", "test", "dry_run"])]
+    pub out: Option<PathBuf>,
+    /// Replace an existing OUT.
+    #[arg(long = "force")]
+    pub force: bool,
+    /// Only validate the pipeline file (every problem listed); reads no data.
+    #[arg(long = "check", value_name = "FILE.toml", conflicts_with_all = ["input", "test"])]
+    pub check: Option<PathBuf>,
+    /// Validate the pipeline, its salts and the input snapshot; write nothing.
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+    /// Run the inline [[test]] tables of these pipeline files.
+    #[arg(long = "test", value_name = "FILE.toml", num_args = 1.., conflicts_with = "input")]
+    pub test: Vec<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long = "json")]
+    pub json: bool,
+}
+
+fn transform(args: TransformArgs) -> Result<u8> {
+    use crate::transform;
+    if let Some(file) = &args.check {
+        let p = transform::check(file)?;
+        emit(&format!(
+            "{}: ok ({} steps, {} inline tests, sha256 {})\n",
+            file.display(),
+            p.step_count(),
+            p.test_count(),
+            p.sha256
+        ));
+        return Ok(0);
+    }
+    if !args.test.is_empty() {
+        let mut failed = 0;
+        let mut reports = Vec::new();
+        for file in &args.test {
+            let r = transform::run_tests(file)?;
+            failed += r.failures.len();
+            if !args.json {
+                let mut text = format!(
+                    "{}: {} passed, {} failed\n",
+                    r.pipeline,
+                    r.passed,
+                    r.failures.len()
+                );
+                for f in &r.failures {
+                    text.push_str(&format!(
+                        "  FAILED {}:\n    {}\n",
+                        f.test,
+                        f.message.replace('\n', "\n    ")
+                    ));
+                }
+                emit(&text);
+            }
+            reports.push(r);
+        }
+        if args.json {
+            emit_json(&reports);
+        }
+        return Ok(if failed == 0 { 0 } else { 1 });
+    }
+    let (Some(input), Some(pipeline)) = (args.input, args.pipeline) else {
+        return Err(Error::Usage("transform needs IN and --pipeline".into()));
+    };
+    if args.dry_run {
+        let p = transform::dry_run(&input, &pipeline)?;
+        emit(&format!(
+            "{}: ok ({} steps) for {}: nothing written\n",
+            pipeline.display(),
+            p.step_count(),
+            input.display()
+        ));
+        return Ok(0);
+    }
+    let Some(out) = args.out else {
+        return Err(Error::Usage("transform needs --out".into()));
+    };
+    let report = transform::run(&transform::TransformOptions {
+        input,
+        pipeline,
+        out,
+        force: args.force,
+    })?;
+    if args.json {
+        emit_json(&report);
+    } else {
+        emit(&transform::render_text(&report));
+    }
+    Ok(0)
 }

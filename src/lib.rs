@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bika;
 pub mod cli;
 pub mod compare;
 pub mod diff;
@@ -21,9 +22,11 @@ pub mod load;
 pub mod logging;
 pub mod plan;
 pub mod progress;
+pub mod review;
 pub mod sandbox;
 pub mod snapshot;
 pub mod source;
+pub mod transform;
 pub mod verify;
 
 pub use error::{Error, Result};

@@ -3,7 +3,9 @@
 //! structure a fresh SENAITE already has) and classifies every record: to create, to update,
 //! unchanged (loaded before with the same content and not edited since), or blocked (type
 //! missing in the destination, parent missing, receiver missing or too old); it also lists every
-//! reference whose target is neither in the snapshot nor in the destination.
+//! reference whose target is neither in the snapshot nor in the destination. For a delta
+//! snapshot it also shows moves, deletions (by policy) and conflicts with both versions
+//! (`load::delta`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -12,9 +14,10 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::load::delta::Action;
 use crate::load::receiver::{PathState, UidState};
 use crate::load::records::{self, Record};
-use crate::load::{self};
+use crate::load::{self, Conflicts, Deletions};
 use crate::snapshot::{Snapshot, manifest_site_path};
 use crate::source::Credentials;
 use crate::source::retry::RetryPolicy;
@@ -41,6 +44,8 @@ pub struct PlanCounts {
     pub unchanged: u64,
     /// Cannot be loaded (see `blocked`).
     pub blocked: u64,
+    /// Delta snapshots: changed on both sides (see `delta.conflict_list`).
+    pub conflict: u64,
 }
 
 /// A record that cannot be loaded, and why.
@@ -84,8 +89,11 @@ pub struct PlanReport {
     pub blocked: Vec<Blocked>,
     /// Every unresolvable reference.
     pub unresolved: Vec<Unresolved>,
-    /// Objects that exist at another path in the destination (a load updates them in place).
+    /// Objects that exist at another path in the destination (a load moves them there).
     pub moved: Vec<String>,
+    /// A delta snapshot's moves, deletions and conflicts (with both versions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta: Option<load::delta::DeltaSummary>,
 }
 
 /// Computes the plan.
@@ -94,6 +102,18 @@ pub struct PlanReport {
 /// A corrupt snapshot, an unreachable destination or wrong credentials. A missing receiver is
 /// not an error: every record is then blocked, with the reason.
 pub fn run(opts: &PlanOptions) -> Result<PlanReport> {
+    run_with(opts, Deletions::default(), Conflicts::default())
+}
+
+/// Computes the plan; for a delta snapshot, with these deletion and conflict policies.
+///
+/// # Errors
+/// As [`run`].
+pub fn run_with(
+    opts: &PlanOptions,
+    deletions: Deletions,
+    conflicts: Conflicts,
+) -> Result<PlanReport> {
     let snap = Snapshot::open(&opts.snapshot)?;
     let receiver = load::connect(
         &opts.url,
@@ -110,6 +130,7 @@ pub fn run(opts: &PlanOptions) -> Result<PlanReport> {
         blocked: Vec::new(),
         unresolved: Vec::new(),
         moved: Vec::new(),
+        delta: None,
     };
     let info = match receiver.info() {
         Ok(i) => i,
@@ -127,6 +148,26 @@ pub fn run(opts: &PlanOptions) -> Result<PlanReport> {
     let set = records::read(&snap, &info.site_path)?;
     let chunk = info.max_batch.max(1);
 
+    if snap.manifest.base.is_some() {
+        let (summary, c) = load::delta::plan(&receiver, chunk, &snap, &set, deletions, conflicts)?;
+        for r in &set.records {
+            match c.actions.get(&r.uid) {
+                Some(Action::Create) => count(&mut report, r, "create"),
+                Some(Action::Update | Action::Move(_)) => count(&mut report, r, "update"),
+                Some(Action::Unchanged) => count(&mut report, r, "unchanged"),
+                Some(Action::Conflict(_)) => count(&mut report, r, "conflict"),
+                Some(Action::Blocked(why)) => block(&mut report, r, why),
+                None => {}
+            }
+        }
+        for m in &summary.moved {
+            report
+                .moved
+                .push(format!("{} is at {} in the destination", m.to, m.from));
+        }
+        report.delta = Some(summary);
+        return Ok(report);
+    }
     let uids: Vec<String> = set.records.iter().map(|r| r.uid.clone()).collect();
     let by_uid = lookup_uids(&receiver, &uids, chunk)?;
     // Paths of records absent by uid (adoption of site structure), and of parents outside the
@@ -243,6 +284,7 @@ fn count(report: &mut PlanReport, r: &Record, what: &str) {
             "create" => c.create += 1,
             "update" => c.update += 1,
             "unchanged" => c.unchanged += 1,
+            "conflict" => c.conflict += 1,
             _ => c.blocked += 1,
         }
     }
@@ -326,8 +368,18 @@ pub fn render_text(r: &PlanReport) -> String {
             u.path, u.uid, u.target
         ));
     }
-    for m in &r.moved {
-        s.push_str(&format!("moved: {m}\n"));
+    match &r.delta {
+        Some(d) => {
+            if r.totals.conflict > 0 {
+                s.push_str(&format!("{} conflicts\n", r.totals.conflict));
+            }
+            s.push_str(&load::delta::render_text(d));
+        }
+        None => {
+            for m in &r.moved {
+                s.push_str(&format!("moved: {m}\n"));
+            }
+        }
     }
     s
 }

@@ -10,8 +10,8 @@ import logging
 logger = logging.getLogger("senaite_sync_receiver")
 
 NAME = "senaite.sync.receiver"
-VERSION = "0.1.0"
-PROTOCOL = 1
+VERSION = "0.2.0"
+PROTOCOL = 2
 
 try:
     import senaite.jsonapi  # noqa: F401

@@ -162,10 +162,12 @@ def sync_state(obj):
         return {}
 
 
-def store_sync_state(obj, load_hash):
+def store_sync_state(obj, load_hash, accepted=False):
+    """Remember what was applied (or accepted) and the date it left."""
     from zope.annotation.interfaces import IAnnotations
     IAnnotations(obj)[ANNOTATION_KEY] = PersistentMapping({
-        "applied_hash": load_hash, "modified": iso(obj.modified())})
+        "applied_hash": load_hash, "modified": iso(obj.modified()),
+        "accepted": bool(accepted)})
 
 
 def lookup_uid(uid):
@@ -182,6 +184,7 @@ def lookup_uid(uid):
         "review_state": api.get_review_status(obj),
         "applied_hash": state.get("applied_hash"),
         "changed_since_apply": bool(state) and state.get("modified") != modified,
+        "accepted": bool(state.get("accepted")),
     }
 
 
@@ -223,9 +226,8 @@ def recatalog_uid(obj):
         catalog.catalog_object(obj, path)
 
 
-def create_object(record):
-    """Create the record's object in its container, with its id and UID."""
-    from Products.CMFPlone.utils import _createObjectByType
+def container_of(record):
+    """The record's container (by parent UID, else by parent path)."""
     container = resolve_uid(record.get("parent_uid")) \
         if record.get("parent_uid") not in (None, "", "0") else None
     if container is None or physical_path(container) != record.get("parent_path"):
@@ -233,6 +235,13 @@ def create_object(record):
     if container is None:
         raise RecordError("container {} not found".format(
             record.get("parent_path")))
+    return container
+
+
+def create_object(record):
+    """Create the record's object in its container, with its id and UID."""
+    from Products.CMFPlone.utils import _createObjectByType
+    container = container_of(record)
     portal_type = to_native(record["portal_type"])
     oid = to_native(record["id"])
     guard_touch(container)
@@ -270,9 +279,11 @@ def locate(record):
     path = record["path"]
     obj = resolve_uid(uid)
     if obj is not None:
+        if api.get_portal_type(obj) != record["portal_type"]:
+            raise RecordError("uid is a {} in the destination".format(
+                api.get_portal_type(obj)))
         if physical_path(obj) != path:
-            raise RecordError("moved: uid is at {} in the destination".format(
-                physical_path(obj)))
+            return move_object(obj, record), "moved"
         return obj, "updated"
     existing = traverse_path(path)
     if existing is not None:
@@ -284,9 +295,57 @@ def locate(record):
     return create_object(record), "created"
 
 
+def move_object(obj, record):
+    """Move/rename obj in place to the record's container and id.
+
+    What OFS's cut-and-paste does for a move, without its permission and
+    clipboard checks (SENAITE denies "Delete objects" on most content): the
+    object keeps its UID, history, dates and contents; the moved events
+    unindex the old paths and index the new ones, descendants included.
+    """
+    from Acquisition import aq_base
+    from Acquisition import aq_inner
+    from Acquisition import aq_parent
+    from OFS.event import ObjectWillBeMovedEvent
+    from zope.container.contained import notifyContainerModified
+    from zope.event import notify
+    from zope.lifecycleevent import ObjectMovedEvent
+    old_path = physical_path(obj)
+    old_parent = aq_parent(aq_inner(obj))
+    new_parent = container_of(record)
+    old_id = obj.getId()
+    new_id = to_native(record["id"])
+    if new_id in new_parent.objectIds():
+        raise RecordError("cannot move {} to {}/{}: the id is taken".format(
+            old_path, physical_path(new_parent), new_id))
+    if (physical_path(new_parent) + "/").startswith(old_path + "/"):
+        raise RecordError("cannot move {} into itself".format(old_path))
+    guard_touch(old_parent)
+    guard_touch(new_parent)
+    notify(ObjectWillBeMovedEvent(obj, old_parent, old_id, new_parent,
+                                  new_id))
+    old_parent._delObject(old_id, suppress_events=True)
+    ob = aq_base(obj)
+    ob._setId(new_id)
+    new_parent._setObject(new_id, ob, set_owner=0, suppress_events=True)
+    ob = new_parent._getOb(new_id)
+    if hasattr(ob, "_postCopy"):
+        ob._postCopy(new_parent, op=1)
+    notify(ObjectMovedEvent(ob, old_parent, old_id, new_parent, new_id))
+    notifyContainerModified(old_parent)
+    if aq_base(old_parent) is not aq_base(new_parent):
+        notifyContainerModified(new_parent)
+    _local.moved_from = old_path
+    return ob
+
+
 def apply_record(record):
     """Apply one record; returns the answer item (raises RecordError)."""
+    _local.moved_from = None
     obj, status = locate(record)
+    moved_from = _local.moved_from
+    if status == "moved":
+        status = "updated"
     state = sync_state(obj)
     if status == "updated" and state.get("applied_hash") == record.get(
             "load_hash") and state.get("modified") == iso(obj.modified()):
@@ -309,7 +368,9 @@ def apply_record(record):
         status = "partial"
     else:
         store_sync_state(obj, record.get("load_hash"))
-    return answer(record, obj, status, result.deferred, result.errors)
+    item = answer(record, obj, status, result.deferred, result.errors)
+    item["moved_from"] = moved_from
+    return item
 
 
 def restore_at_extras(obj, record):
@@ -371,4 +432,66 @@ def answer(record, obj, status, deferred, errors):
     return {"uid": record["uid"], "status": status,
             "path": physical_path(obj), "modified": iso(obj.modified()),
             "deferred_fields": sorted(deferred),
-            "field_errors": errors, "error": None}
+            "field_errors": errors, "error": None, "moved_from": None}
+
+
+# ------------------------------------------------------ removal, acceptance
+
+# Review states of objects that are already deactivated.
+INACTIVE_STATES = ("inactive", "deactivated")
+
+
+def remove_object(item):
+    """sync/remove for one {uid, policy}: deactivate (a real transition,
+    so the history gets an entry by the loading user) or delete."""
+    from bika.lims import api
+    uid = item.get("uid")
+    policy = item.get("policy")
+    if policy not in ("deactivate", "delete"):
+        raise RecordError("unknown policy {!r}".format(policy))
+    obj = resolve_uid(uid)
+    if obj is None:
+        return {"uid": uid, "status": "absent", "path": None,
+                "review_state": None, "error": None}
+    path = physical_path(obj)
+    if policy == "delete":
+        parent = obj.aq_parent
+        guard_touch(parent)
+        parent._delObject(obj.getId())
+        return {"uid": uid, "status": "deleted", "path": path,
+                "review_state": None, "error": None}
+    state = api.get_review_status(obj)
+    if state in INACTIVE_STATES:
+        return {"uid": uid, "status": "already_inactive", "path": path,
+                "review_state": state, "error": None}
+    wf_tool = api.get_tool("portal_workflow")
+    transitions = [t["id"] for t in wf_tool.getTransitionsFor(obj)]
+    if "deactivate" not in transitions:
+        workflows = [w.getId() for w in wf_tool.getWorkflowsFor(obj)]
+        return {"uid": uid, "status": "not_deactivatable", "path": path,
+                "review_state": state,
+                "error": "no deactivate transition from {} (workflows {}, "
+                         "transitions {})".format(state, ", ".join(workflows),
+                                                  ", ".join(transitions))}
+    wf_tool.doActionFor(obj, "deactivate")
+    obj.reindexObject()
+    # Our own write: not a destination edit.
+    store_sync_state(obj, "deactivated")
+    return {"uid": uid, "status": "deactivated", "path": path,
+            "review_state": api.get_review_status(obj), "error": None}
+
+
+def accept_object(item):
+    """sync/accept for one {uid, load_hash}: the destination's current
+    version stands for that record from now on."""
+    uid = item.get("uid")
+    load_hash = item.get("load_hash")
+    if not load_hash:
+        raise RecordError("no load_hash")
+    obj = resolve_uid(uid)
+    if obj is None:
+        return {"uid": uid, "status": "absent", "modified": None,
+                "error": None}
+    store_sync_state(obj, load_hash, accepted=True)
+    return {"uid": uid, "status": "accepted",
+            "modified": iso(obj.modified()), "error": None}

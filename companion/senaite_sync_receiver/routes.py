@@ -185,8 +185,65 @@ def failed_item(record, exc):
     uid = record.get("uid") if isinstance(record, dict) else None
     path = record.get("path") if isinstance(record, dict) else None
     return {"uid": uid, "status": "failed", "path": path, "modified": None,
-            "deferred_fields": [], "field_errors": {},
+            "deferred_fields": [], "field_errors": {}, "moved_from": None,
             "error": "{}: {}".format(type(exc).__name__, exc)}
+
+
+@add_route("/sync/remove", "senaite_sync_receiver.remove", methods=["POST"])
+def remove(context, request):
+    """Deactivate or delete objects by UID (a delta's deletions)."""
+    from senaite_sync_receiver import records
+    req.disable_csrf_protection()
+    require_manager()
+    items = list_arg(read_json(request), "items")
+    return with_conflict_retry(
+        lambda: {"items": per_item(items, records.remove_object)})
+
+
+@add_route("/sync/accept", "senaite_sync_receiver.accept", methods=["POST"])
+def accept(context, request):
+    """Record that the destination's version of objects stands for the
+    given records (a conflict resolved destination-wins)."""
+    from senaite_sync_receiver import records
+    req.disable_csrf_protection()
+    require_manager()
+    items = list_arg(read_json(request), "items")
+    return with_conflict_retry(
+        lambda: {"items": per_item(items, records.accept_object)})
+
+
+def per_item(items, work):
+    """work(item) for each item under its own savepoint; a failing item is
+    rolled back and answered "failed" with the reason."""
+    from Products.CMFCore.indexing import getQueue
+    from Products.CMFCore.indexing import processQueue
+    from senaite_sync_receiver import records
+    out = []
+    records.guard_reset()
+    for item in items:
+        processQueue()
+        savepoint = transaction.savepoint()
+        guarded = records.guard_snapshot()
+        try:
+            if not isinstance(item, dict) or not item.get("uid"):
+                raise records.RecordError("item has no 'uid'")
+            out.append(work(item))
+            processQueue()
+        except ConflictError:
+            raise
+        except Exception as exc:  # noqa: B902 - reported per item
+            getQueue().clear()
+            savepoint.rollback()
+            records.guard_restore(guarded)
+            if not isinstance(exc, records.RecordError):
+                logger.exception("sync: item %s failed",
+                                 getattr(item, "get", lambda k: None)("uid"))
+            uid = item.get("uid") if isinstance(item, dict) else None
+            out.append({"uid": uid, "status": "failed",
+                        "error": "{}: {}".format(type(exc).__name__, exc)})
+    records.guard_finish({})
+    processQueue()
+    return out
 
 
 @add_route("/sync/blob/<string:sha>", "senaite_sync_receiver.blob",

@@ -75,6 +75,17 @@ def restore(obj, history_rows, state_rows):
                  "comments": "state from workflow_states",
                  "review_state": current, "time": None}, state_var))
         history[to_native(wf_id)] = tuple(entries)
+    # A state without history (a source that cannot read review history, such
+    # as BIKA LIMS 3.1): one entry holding the state, so the state is kept.
+    for wf_id, current in states.items():
+        if wf_id in by_wf or not current:
+            continue
+        wf = wf_tool.getWorkflowById(wf_id)
+        state_var = getattr(wf, "state_var", "review_state")
+        history[to_native(wf_id)] = (history_entry(
+            {"action": None, "actor": "senaite-sync",
+             "comments": "state from workflow_states",
+             "review_state": current, "time": None}, state_var),)
     if not hasattr(obj, "workflow_history") or obj.workflow_history is None:
         from persistent.mapping import PersistentMapping
         obj.workflow_history = PersistentMapping()

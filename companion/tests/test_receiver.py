@@ -22,6 +22,8 @@ repeated here), then every route is called directly with urllib:
 - blobs: wrong offset 409 with `received`, sha256 mismatch 400 with the
   partial upload discarded, chunk over max_chunk_bytes 413; JSON body over
   max_request_bytes 413;
+- a record with workflow states but no history (a BIKA 3.1 source): its
+  state is kept as the one history entry;
 - `sync/principals` twice: the second answer is all `unchanged`;
 - `sync/finalize` twice: the second changes nothing;
 - a sample created through plain senaite.jsonapi afterwards gets an id no
@@ -53,7 +55,8 @@ ROW_TABLES = ("workflow_history", "workflow_states", "local_roles", "blobs")
 SYNC_ROUTES = (("GET", "sync/info"), ("POST", "sync/lookup"),
                ("POST", "sync/apply"), ("GET", "sync/blob/" + "0" * 64),
                ("POST", "sync/blob/" + "0" * 64), ("POST", "sync/principals"),
-               ("POST", "sync/finalize"))
+               ("POST", "sync/finalize"), ("POST", "sync/remove"),
+               ("POST", "sync/accept"))
 # Types worth re-applying: AT and DX, adopted site structure, blobs, history.
 REAPPLY_TYPES = ("BikaSetup", "Client", "Contact", "AnalysisRequest",
                  "Analysis", "Attachment", "SampleType", "SamplePoint",
@@ -280,9 +283,9 @@ def run_load(checks, binary, snapshot_dir, url, state, env):
 def check_info(checks, admin, ctx):
     info = admin.ok("GET", "sync/info")
     ctx["info"] = info
-    checks.check(info.get("protocol") == 1 and
+    checks.check(info.get("protocol") == 2 and
                  info.get("site_path") == ctx["snap"].dst_site,
-                 "sync/info: protocol 1, site %s, limits %s/%s/%s" % (
+                 "sync/info: protocol 2, site %s, limits %s/%s/%s" % (
                      info.get("site_path"), info.get("max_request_bytes"),
                      info.get("max_batch"), info.get("max_chunk_bytes")),
                  canonical_short(info))
@@ -438,6 +441,130 @@ def check_isolation(checks, admin, ctx):
                  canonical_short(look))
 
 
+def check_state_without_history(checks, admin, ctx):
+    """A source without review history (BIKA LIMS 3.1): the state is kept."""
+    snap = ctx["snap"]
+    template = snap.record(snap.of_type("Contact")[0])
+    rec = clone(template, "nohistory", snap.dst_site)
+    wfs = [r.get("workflow") for r in rec.get("workflow_states") or []]
+    checks.check(bool(wfs), "template contact has a workflow state",
+                 canonical_short(rec.get("workflow_states")))
+    if not wfs:
+        return
+    rec["workflow_history"] = []
+    rec["workflow_states"] = [{"workflow": wfs[0], "review_state": "inactive",
+                               "status": None}]
+    rec["load_hash"] = load_hash(rec)
+    items = admin.apply([rec])
+    checks.check([i.get("status") for i in items] == ["created"],
+                 "record with states and no history: created",
+                 canonical_short(items))
+    obj, actions = history_actions(admin, rec["uid"])
+    checks.check(obj.get("review_state") == "inactive",
+                 "its state is the workflow_states one (inactive)",
+                 canonical_short(obj.get("review_state")))
+    checks.check(actions == [None],
+                 "one history entry records it", "got %s" % actions)
+
+
+def history_actions(admin, uid):
+    status, obj = admin.call("GET", "%s?complete=yes&workflow=yes" % uid)
+    actions = []
+    for wf in obj.get("workflow_info") or []:
+        actions.extend(h.get("action") for h in wf.get("review_history") or [])
+    return obj, actions
+
+
+def check_delta_routes(checks, admin, ctx):
+    """Protocol 2: apply moves in place; sync/remove deactivates (a real
+    transition), reports what cannot be deactivated, deletes; sync/accept."""
+    snap = ctx["snap"]
+    active = [u for u in snap.of_type("Contact")
+              if snap.record(u).get("review_state") == "active"]
+    template = snap.record(active[0])
+    rec = clone(template, "mover", snap.dst_site)
+    rec["load_hash"] = load_hash(rec)
+    first = admin.apply([rec])[0]
+    old_path = rec["path"]
+    moved = json.loads(json.dumps(rec))
+    moved["id"] = rec["id"] + "-moved"
+    moved["fields"]["id"] = moved["id"]
+    moved["path"] = moved["parent_path"] + "/" + moved["id"]
+    moved["load_hash"] = load_hash(moved)
+    _, before = history_actions(admin, rec["uid"])
+    item = admin.apply([moved])[0]
+    look = admin.lookup([rec["uid"]], [old_path, moved["path"]])
+    u = look["uids"][0]
+    checks.check(first["status"] == "created" and item["status"] == "updated"
+                 and item.get("moved_from") == old_path
+                 and u.get("path") == moved["path"]
+                 and u.get("applied_hash") == moved["load_hash"]
+                 and not u.get("changed_since_apply"),
+                 "apply of the same uid at a new path moves it in place",
+                 canonical_short([item, u]))
+    checks.check([p["exists"] for p in look["paths"]] == [False, True] and
+                 look["paths"][1].get("uid") == rec["uid"],
+                 "nothing left at the old path; the new path holds the uid",
+                 canonical_short(look["paths"]))
+    obj, after = history_actions(admin, rec["uid"])
+    checks.check(after == before and obj.get("path") == moved["path"],
+                 "the move keeps the review history (%d entries)" % len(after),
+                 canonical_short([before, after]))
+    out = admin.ok("POST", "sync/remove", {"items": [
+        {"uid": rec["uid"], "policy": "deactivate"}]})["items"][0]
+    obj, actions = history_actions(admin, rec["uid"])
+    u = admin.lookup([rec["uid"]])["uids"][0]
+    checks.check(out["status"] == "deactivated" and
+                 obj.get("review_state") == "inactive" and
+                 actions[-1:] == ["deactivate"] and
+                 not u.get("changed_since_apply"),
+                 "remove/deactivate: a deactivate transition in the history, "
+                 "not a destination edit", canonical_short([out, actions, u]))
+    again = admin.ok("POST", "sync/remove", {"items": [
+        {"uid": rec["uid"], "policy": "deactivate"}]})["items"][0]
+    checks.check(again["status"] == "already_inactive",
+                 "remove/deactivate twice: already_inactive",
+                 canonical_short(again))
+    sample = snap.of_type("AnalysisRequest")[0]
+    before = admin.lookup([sample])["uids"][0]
+    out = admin.ok("POST", "sync/remove", {"items": [
+        {"uid": sample, "policy": "deactivate"}]})["items"][0]
+    after = admin.lookup([sample])["uids"][0]
+    checks.check(out["status"] == "not_deactivatable" and
+                 "deactivate" in (out.get("error") or "") and
+                 after.get("modified") == before.get("modified") and
+                 after.get("review_state") == before.get("review_state"),
+                 "remove/deactivate of a sample: not_deactivatable, untouched",
+                 canonical_short([out, before, after]))
+    marker = "f" * 64
+    out = admin.ok("POST", "sync/accept", {"items": [
+        {"uid": sample, "load_hash": marker}]})["items"][0]
+    u = admin.lookup([sample])["uids"][0]
+    checks.check(out["status"] == "accepted" and u.get("accepted") is True
+                 and u.get("applied_hash") == marker
+                 and not u.get("changed_since_apply"),
+                 "accept: the destination's version stands for the record",
+                 canonical_short([out, u]))
+    admin.apply([snap.record(sample)])
+    u = admin.lookup([sample])["uids"][0]
+    checks.check(u.get("applied_hash") == snap.record(sample)["load_hash"]
+                 and not u.get("accepted"),
+                 "a later apply replaces the acceptance", canonical_short(u))
+    out = admin.ok("POST", "sync/remove", {"items": [
+        {"uid": rec["uid"], "policy": "delete"},
+        {"uid": rec["uid"], "policy": "delete"},
+        {"uid": uuid.uuid4().hex, "policy": "deactivate"},
+        {"uid": rec["uid"], "policy": "explode"}]})["items"]
+    look = admin.lookup([rec["uid"]], [moved["path"]])
+    checks.check([o["status"] for o in out] ==
+                 ["deleted", "absent", "absent", "failed"] and
+                 not look["uids"][0]["exists"] and
+                 not look["paths"][0]["exists"],
+                 "remove/delete: gone; again and unknown uids: absent; "
+                 "an unknown policy: failed",
+                 canonical_short([out, look]))
+
+
 def create_analyst(admin, ctx):
     """A Plone user with only the Analyst role, through plone.restapi."""
     username = "hc_analyst_" + uuid.uuid4().hex[:6]
@@ -468,6 +595,8 @@ def check_auth(checks, admin, ctx):
     chunk = b"unauthorized chunk"
     sha = hashlib.sha256(chunk).hexdigest()
     newuser = "hc_authz_" + uuid.uuid4().hex[:6]
+    victim = ctx["snap"].of_type("Contact")[0]
+    victim_before = admin.lookup([victim])["uids"][0]
     bodies = {
         "sync/lookup": {"uids": [probe["uid"]], "paths": []},
         "sync/apply": {"records": [probe]},
@@ -475,6 +604,8 @@ def check_auth(checks, admin, ctx):
             "username": newuser, "fullname": "", "email": "", "roles": [],
             "groups": [], "properties": {}}], "groups": []},
         "sync/finalize": {},
+        "sync/remove": {"items": [{"uid": victim, "policy": "delete"}]},
+        "sync/accept": {"items": [{"uid": victim, "load_hash": "0" * 64}]},
     }
     for who, client in (("anonymous", anonymous), ("Analyst", analyst)):
         wrong = []
@@ -495,6 +626,10 @@ def check_auth(checks, admin, ctx):
     checks.check(not look["uids"][0]["exists"] and
                  not look["paths"][0]["exists"],
                  "refused apply wrote nothing", canonical_short(look))
+    victim_after = admin.lookup([victim])["uids"][0]
+    checks.check(victim_after == victim_before,
+                 "refused remove and accept changed nothing",
+                 canonical_short([victim_before, victim_after]))
     state = admin.ok("GET", "sync/blob/" + sha)
     checks.check(state.get("received") == 0 and not state.get("complete"),
                  "refused blob chunk wrote nothing", canonical_short(state))
@@ -706,7 +841,9 @@ def main():
         for name, func in (
                 ("info", check_info), ("applied_hash", check_hashes),
                 ("re-apply", check_reapply),
-                ("isolation", check_isolation), ("auth", check_auth),
+                ("isolation", check_isolation),
+                ("state without history", check_state_without_history),
+                ("delta routes", check_delta_routes), ("auth", check_auth),
                 ("blobs", check_blobs),
                 ("request limit", check_request_limit),
                 ("principals", check_principals),

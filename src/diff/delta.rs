@@ -53,6 +53,31 @@ pub const TOMBSTONES: TableDef = TableDef {
     ],
 };
 
+/// The extra table of a delta snapshot that says what each carried object is to its base:
+/// `created` (the base did not have it) or `changed` (with its path and content hash in the
+/// base). `load` uses it to tell a change to an object the destination lacks (its base was never
+/// loaded there) from a creation.
+pub const CHANGES: TableDef = TableDef {
+    name: "changes",
+    doc: "delta snapshots only: one row per carried object, in the order the delta writes them",
+    columns: &[
+        ("uid", Kind::Str, false, "UID of the carried object"),
+        ("change", Kind::Str, false, "created or changed"),
+        (
+            "base_path",
+            Kind::Str,
+            true,
+            "its path in the base (changed objects)",
+        ),
+        (
+            "base_content_hash",
+            Kind::Str,
+            true,
+            "its content_hash in the base (changed objects)",
+        ),
+    ],
+};
+
 /// Tables a delta copies whole from the newer snapshot.
 const SITE_TABLES: [&TableDef; 3] = [&USERS, &GROUPS, &SETTINGS];
 
@@ -62,6 +87,8 @@ pub(crate) struct DeltaWriter {
     staging: PathBuf,
     writer: SnapshotWriter,
     tombstones: TableWriter,
+    changes: TableWriter,
+    change_count: u64,
     blobs: BTreeSet<String>,
     counts: BTreeMap<String, u64>,
     tombstone_count: u64,
@@ -106,22 +133,47 @@ impl DeltaWriter {
         }
         let writer = SnapshotWriter::create(&staging)?;
         let tombstones = TableWriter::create(&staging, &TOMBSTONES)?;
+        let changes = TableWriter::create(&staging, &CHANGES)?;
         Ok(DeltaWriter {
             target: target.to_path_buf(),
             staging,
             writer,
             tombstones,
+            changes,
+            change_count: 0,
             blobs: BTreeSet::new(),
             counts: BTreeMap::new(),
             tombstone_count: 0,
         })
     }
 
-    /// Adds an object's `objects` row and its rows of the per-object tables.
+    /// Adds an object's `objects` row and its rows of the per-object tables; `base` is its
+    /// (path, content_hash) in the base, `None` for a created object.
     ///
     /// # Errors
     /// When writing fails.
-    pub fn push_object(&mut self, object: Vec<Cell>, sides: Vec<Vec<Vec<Cell>>>) -> Result<()> {
+    pub fn push_object(
+        &mut self,
+        object: Vec<Cell>,
+        sides: Vec<Vec<Vec<Cell>>>,
+        base: Option<(String, String)>,
+    ) -> Result<()> {
+        let uid = object
+            .first()
+            .and_then(Cell::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let (change, base_path, base_hash) = match base {
+            Some((p, h)) => ("changed", Some(p), Some(h)),
+            None => ("created", None, None),
+        };
+        self.changes.push(vec![
+            Cell::s(uid),
+            Cell::s(change),
+            Cell::Str(base_path),
+            Cell::Str(base_hash),
+        ])?;
+        self.change_count += 1;
         let pt = object
             .get(1)
             .and_then(Cell::as_str)
@@ -172,6 +224,7 @@ impl DeltaWriter {
         }
         let totals = copy_blobs(&new.dir, &[], &self.staging, &self.blobs)?;
         self.tombstones.finish()?;
+        self.changes.finish()?;
         let m = &new.manifest;
         let parts = SnapshotParts {
             source: m.source.clone(),
@@ -188,6 +241,7 @@ impl DeltaWriter {
             &TOMBSTONES,
             self.tombstone_count,
         )?;
+        add_table_file(&mut manifest, &self.staging, &CHANGES, self.change_count)?;
         manifest.base = Some(BaseInfo {
             snapshot_id: base.manifest.snapshot_id.clone(),
             finished_at: base.manifest.finished_at.clone(),
@@ -255,16 +309,8 @@ fn copy_blobs(
                     "blob file named by a row is missing",
                 )
             })?;
-        if let Some(parent) = dst.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| Error::write(parent, e))?;
-        }
-        if !dst.exists() && std::fs::hard_link(&src, &dst).is_err() {
-            std::fs::copy(&src, &dst).map_err(|e| Error::write(&dst, e))?;
-        }
         totals.count += 1;
-        totals.bytes += std::fs::metadata(&dst)
-            .map_err(|e| Error::read(&dst, e))?
-            .len();
+        totals.bytes += blobs::link_blob(&src, &dst)?;
     }
     Ok(totals)
 }
@@ -396,7 +442,16 @@ fn skip_replaced(
 
 /// The schema of the tombstones table as JSON, in the shape of `schemas/tables.json`.
 pub fn tombstones_schema_json() -> Value {
-    let cols: Vec<Value> = TOMBSTONES
+    extra_table_schema_json(&TOMBSTONES)
+}
+
+/// The schema of the changes table as JSON, in the shape of `schemas/tables.json`.
+pub fn changes_schema_json() -> Value {
+    extra_table_schema_json(&CHANGES)
+}
+
+fn extra_table_schema_json(def: &TableDef) -> Value {
+    let cols: Vec<Value> = def
         .columns
         .iter()
         .map(|(name, _, nullable, doc)| {
@@ -404,9 +459,9 @@ pub fn tombstones_schema_json() -> Value {
         })
         .collect();
     serde_json::json!({
-        "name": TOMBSTONES.name,
-        "doc": TOMBSTONES.doc,
-        "file": layout::table_rel(TOMBSTONES.name),
+        "name": def.name,
+        "doc": def.doc,
+        "file": layout::table_rel(def.name),
         "columns": cols,
     })
 }

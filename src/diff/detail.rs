@@ -200,6 +200,7 @@ fn one(
         text(&new_json, "portal_type"),
         text(&new_json, "path"),
     );
+    let mut base: Option<(String, String)> = None;
     let diff = if e.kind == EventKind::Created {
         Some(ObjectDiff {
             uid,
@@ -215,6 +216,7 @@ fn one(
             .pop()
             .unwrap_or_default();
         let old_json = row_to_json(&OBJECTS, old_row);
+        base = Some((text(&old_json, "path"), text(&old_json, "content_hash")));
         let mut changes = object_changes(&old_json, &new_json, e.fields_differ, rules);
         for (t, def) in SIDE_TABLES.iter().enumerate() {
             if !wants_old_side(e, t) {
@@ -240,7 +242,7 @@ fn one(
         None => *out.ignored_only.entry(portal_type).or_default() += 1,
     }
     if let Some(d) = delta {
-        d.push_object(new_row, new_sides)?;
+        d.push_object(new_row, new_sides, base)?;
     }
     Ok(())
 }

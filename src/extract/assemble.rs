@@ -167,6 +167,8 @@ fn route_unit(staging: &Staging, unit: &str) -> Result<Routed> {
             if let (Some(t), Some(c)) = (v["portal_type"].as_str(), v["count"].as_u64()) {
                 out.counts.push((t.to_string(), c));
             }
+        } else if key.starts_with('!') {
+            // Other markers (how an incremental extract got an object) are not data.
         } else {
             out.lines.push((bucket_of(&key), json));
         }

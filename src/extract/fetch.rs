@@ -17,6 +17,7 @@ use tracing::{debug, warn};
 
 use crate::error::{Error, Result};
 use crate::extract::listing::Listed;
+use crate::extract::since;
 use crate::extract::staging::Staging;
 use crate::extract::{ExtractOptions, HistoryMode, LocalRolesMode};
 use crate::jsonx;
@@ -36,6 +37,8 @@ pub(crate) struct FetchContext<'a> {
     pub opts: &'a ExtractOptions,
     /// UIDs of objects that contain other objects (their local roles are read).
     pub containers: &'a BTreeSet<String>,
+    /// The base of an incremental extract (`--since`): records equal to its own keep its data.
+    pub old: Option<&'a crate::extract::since::OldSnapshot>,
 }
 
 /// A unit of work.
@@ -45,6 +48,8 @@ pub(crate) enum Unit {
     Page { portal_type: String, b_start: u64 },
     /// Objects read one by one.
     Singles { objects: Vec<Listed> },
+    /// Objects the base of an incremental extract serves as they are (local roles read again).
+    Reused { objects: Vec<Listed> },
 }
 
 impl Unit {
@@ -57,6 +62,10 @@ impl Unit {
             } => format!("units/pages/{}/{b_start:012}.jsonl.zst", safe(portal_type)),
             Unit::Singles { objects } => format!(
                 "units/singles/{}.jsonl.zst",
+                objects.first().map(|o| o.uid.as_str()).unwrap_or("none")
+            ),
+            Unit::Reused { objects } => format!(
+                "units/reused/{}.jsonl.zst",
                 objects.first().map(|o| o.uid.as_str()).unwrap_or("none")
             ),
         }
@@ -93,6 +102,7 @@ pub(crate) fn run_unit(ctx: &FetchContext, unit: &Unit) -> Result<UnitOutcome> {
             b_start,
         } => page_unit(ctx, portal_type, *b_start, &mut lines)?,
         Unit::Singles { objects } => singles_unit(ctx, objects, &mut lines)?,
+        Unit::Reused { objects } => reused_unit(ctx, objects, &mut lines)?,
     }
     let objects = lines.iter().filter(|(k, _)| !k.starts_with('!')).count() as u64;
     ctx.staging.write_unit(&unit.name(), &lines)?;
@@ -146,9 +156,65 @@ fn page_unit(
     captures.sort_by(|a, b| a.cap.uid.cmp(&b.cap.uid));
     lines.push(note_count(portal_type, b_start, page.count));
     for c in captures {
-        lines.push((c.cap.uid.clone(), c.to_json()));
+        push_fetched(lines, c);
     }
     Ok(())
+}
+
+/// Stages a fetched object, with the marker saying it was found unchanged.
+fn push_fetched(lines: &mut Vec<(String, String)>, c: Fetched) {
+    if c.rechecked {
+        lines.push(since::marker(&c.cap.uid, "rechecked"));
+    }
+    lines.push((c.cap.uid.clone(), c.to_json()));
+}
+
+/// Objects of the base taken as they are: their records from the base, local roles read again.
+fn reused_unit(
+    ctx: &FetchContext,
+    objects: &[Listed],
+    lines: &mut Vec<(String, String)>,
+) -> Result<()> {
+    let Some(old) = ctx.old else {
+        return Ok(());
+    };
+    let results: Vec<Result<ObjectCapture>> = objects
+        .par_iter()
+        .map(|o| {
+            let mut cap = since::reused_capture(old, o)?;
+            refresh_reused(ctx, old, &mut cap)?;
+            Ok(cap)
+        })
+        .collect();
+    for r in results {
+        let cap = r?;
+        lines.push(since::marker(&cap.uid, "reused"));
+        let json = serde_json::to_string(&cap).map_err(|source| Error::JsonFile {
+            path: ctx.staging.root().to_path_buf(),
+            source,
+        })?;
+        lines.push((cap.uid.clone(), json));
+    }
+    Ok(())
+}
+
+/// What a reused object needs from the source: its local roles (they change without a trace in
+/// the record), and its files linked from the base.
+fn refresh_reused(
+    ctx: &FetchContext,
+    old: &since::OldSnapshot,
+    cap: &mut ObjectCapture,
+) -> Result<()> {
+    if since::wants_sharing(ctx.opts, ctx.containers, &cap.uid) {
+        match ctx.client.rest_get(&format!("{}/@sharing", cap.path), &[]) {
+            Ok(v) => cap.sharing = Some(v),
+            Err(e) if is_application_error(&e) => {
+                debug!(uid = %cap.uid, error = %e, "Local roles unreadable.");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    old.link_blobs(ctx.out, &cap.blobs)
 }
 
 /// A page of complete records, its items kept as the server's JSON text.
@@ -249,7 +315,7 @@ fn singles_unit(
         objects.par_iter().map(|o| read_single(ctx, o)).collect();
     for (o, r) in objects.iter().zip(results) {
         match r? {
-            Some(c) => lines.push((c.cap.uid.clone(), c.to_json())),
+            Some(c) => push_fetched(lines, c),
             None => lines.push(note(
                 "vanished",
                 &o.uid,
@@ -267,7 +333,12 @@ fn read_single(ctx: &FetchContext, o: &Listed) -> Result<Option<Fetched>> {
         ("workflow", "yes".to_string()),
     ];
     let v1_error = match ctx.client.api_get(&o.uid, &q) {
-        Ok(v) if v.get("uid").and_then(Value::as_str) == Some(o.uid.as_str()) => {
+        Ok(mut v) if v.get("uid").and_then(Value::as_str) == Some(o.uid.as_str()) => {
+            // `_runtime` is the time the server took, not data: without it the raw stream of
+            // an object read alone equals that of the same object read on a page.
+            if let Value::Object(m) = &mut v {
+                m.remove("_runtime");
+            }
             let head = Head::of_value(&v);
             return capture_v1(ctx, to_raw(&v), head).map(Some);
         }
@@ -289,6 +360,19 @@ fn read_single(ctx: &FetchContext, o: &Listed) -> Result<Option<Fetched>> {
             });
         }
     };
+    // An object only plone.restapi reads: its serialization is its complete record, compared
+    // with the base's like a v1 record.
+    if let Some(old) = ctx.old
+        && let Some(mut cap) = old.reusable_restapi(&o.uid, &o.path, &restapi)
+    {
+        cap.v1_error = Some(v1_error);
+        refresh_reused(ctx, old, &mut cap)?;
+        return Ok(Some(Fetched {
+            cap,
+            v1: None,
+            rechecked: true,
+        }));
+    }
     let mut cap = ObjectCapture {
         uid: o.uid.clone(),
         portal_type: o.portal_type.clone(),
@@ -298,7 +382,11 @@ fn read_single(ctx: &FetchContext, o: &Listed) -> Result<Option<Fetched>> {
         ..Default::default()
     };
     add_extras(ctx, &mut cap, None, true)?;
-    Ok(Some(Fetched { cap, v1: None }))
+    Ok(Some(Fetched {
+        cap,
+        v1: None,
+        rechecked: false,
+    }))
 }
 
 /// What was read about one object, ready to stage: its v1 record stays the server's text.
@@ -306,6 +394,8 @@ struct Fetched {
     /// Everything but the v1 record.
     cap: ObjectCapture,
     v1: Option<Box<RawValue>>,
+    /// Found equal to the base of an incremental extract (its other data is the base's).
+    rechecked: bool,
 }
 
 /// A staged line: the fields of [`ObjectCapture`] (which assembly reads it back as), with the
@@ -443,6 +533,17 @@ fn to_raw(v: &Value) -> Box<RawValue> {
 }
 
 fn capture_v1(ctx: &FetchContext, raw: Box<RawValue>, head: Head) -> Result<Fetched> {
+    if let Some(old) = ctx.old
+        && let Ok(v1) = jsonx::parse_lenient(raw.get().as_bytes())
+        && let Some(mut cap) = old.reusable(&head.uid, &head.path, &v1)
+    {
+        refresh_reused(ctx, old, &mut cap)?;
+        return Ok(Fetched {
+            cap,
+            v1: Some(raw),
+            rechecked: true,
+        });
+    }
     let mut cap = ObjectCapture {
         uid: head.uid,
         portal_type: head.portal_type,
@@ -456,7 +557,11 @@ fn capture_v1(ctx: &FetchContext, raw: Box<RawValue>, head: Head) -> Result<Fetc
         }
     }
     add_extras(ctx, &mut cap, Some(&raw), head.has_workflow)?;
-    Ok(Fetched { cap, v1: Some(raw) })
+    Ok(Fetched {
+        cap,
+        v1: Some(raw),
+        rechecked: false,
+    })
 }
 
 /// Fields of the Archetypes base schema that every complete AT record carries and no Dexterity
@@ -595,6 +700,11 @@ fn note(kind: &str, subject: &str, message: &str) -> (String, String) {
     )
 }
 
+/// A staged line announcing the count of a type (checked against the objects written).
+pub(crate) fn count_line(portal_type: &str, count: u64) -> (String, String) {
+    note_count(portal_type, 0, count)
+}
+
 fn note_count(portal_type: &str, b_start: u64, count: u64) -> (String, String) {
     (
         "!count".to_string(),
@@ -670,6 +780,7 @@ mod tests {
                 ..Default::default()
             },
             v1: Some(raw),
+            rechecked: false,
         };
         let back: ObjectCapture = serde_json::from_str(&f.to_json()).unwrap();
         assert_eq!(

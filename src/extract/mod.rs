@@ -7,6 +7,7 @@
 pub mod assemble;
 pub mod fetch;
 pub mod listing;
+pub mod since;
 pub mod site;
 pub mod staging;
 
@@ -83,6 +84,11 @@ pub struct ExtractOptions {
     pub retry: RetryPolicy,
     /// Objects per single-read unit.
     pub singles_per_unit: usize,
+    /// Which kind of site to read (`--source-kind`; BIKA LIMS 3.1: see `crate::bika`).
+    pub source_kind: crate::bika::SourceKind,
+    /// Incremental extract: the complete snapshot whose unchanged records are reused
+    /// (`--since`; see [`since`]).
+    pub since: Option<PathBuf>,
 }
 
 impl ExtractOptions {
@@ -105,6 +111,8 @@ impl ExtractOptions {
             force: false,
             retry: RetryPolicy::default(),
             singles_per_unit: 50,
+            source_kind: crate::bika::SourceKind::Auto,
+            since: None,
         }
     }
 
@@ -146,7 +154,11 @@ impl ExtractOptions {
 
     /// What identifies a resumable request (never the credentials).
     fn fingerprint(&self) -> Value {
-        json!({"site_url": self.site_url, "request": self.request_info()})
+        let mut f = json!({"site_url": self.site_url, "request": self.request_info()});
+        if let Some(since) = &self.since {
+            f["since"] = json!(since.to_string_lossy());
+        }
+        f
     }
 }
 
@@ -163,6 +175,9 @@ pub struct ExtractReport {
     pub elapsed: Duration,
 }
 
+/// Prefix of the manifest note of an incremental extract (kind `since`).
+pub const SINCE_NOTE_KIND: &str = "since";
+
 /// Runs an extract.
 ///
 /// # Errors
@@ -176,10 +191,42 @@ pub fn run(opts: &ExtractOptions, progress: &Progress) -> Result<ExtractReport> 
             opts.out.display()
         )));
     }
+    if let Some(since) = &opts.since {
+        check_since_paths(since, &opts.out)?;
+    }
     let mut copts = ClientOptions::new(&opts.site_url, opts.credentials.clone());
     copts.retry = opts.retry;
     let client = SenaiteClient::new(copts)?;
-    let source = probe(&client)?;
+    // A BIKA LIMS 3.1 site has no senaite.jsonapi: read it through its legacy API instead.
+    use crate::bika::SourceKind;
+    let bika = |opts: &ExtractOptions| match &opts.since {
+        Some(_) => Err(Error::Usage(
+            "--since works on SENAITE sources only; a BIKA LIMS site is extracted in full".into(),
+        )),
+        None => crate::bika::extract::run(opts, progress),
+    };
+    if opts.source_kind == SourceKind::Bika {
+        return bika(opts);
+    }
+    let source = match probe(&client) {
+        // Only a site without senaite.jsonapi may be a BIKA site; refused credentials and an
+        // unreachable server stay errors (an anonymous legacy read would answer too).
+        Err(e)
+            if opts.source_kind == SourceKind::Auto
+                && !matches!(
+                    e,
+                    Error::Unauthorized { .. } | Error::Credentials(_) | Error::Http { .. }
+                )
+                && crate::bika::extract::is_bika(&client) =>
+        {
+            return bika(opts);
+        }
+        probed => probed?,
+    };
+    let old = match &opts.since {
+        Some(dir) => Some(since::OldSnapshot::open(dir, opts, &source)?),
+        None => None,
+    };
     let staging = Staging::open(&opts.out, &opts.fingerprint(), opts.restart)?;
     let started_at = match staging.read_doc::<String>("started_at.json")? {
         Some(s) => s,
@@ -213,6 +260,7 @@ pub fn run(opts: &ExtractOptions, progress: &Progress) -> Result<ExtractReport> 
         out: &opts.out,
         opts,
         containers: &containers,
+        old: old.as_ref(),
     };
     let bar = progress.bar(selected.len() as u64, "extract", "objects");
     let jsonapi_version = source.jsonapi_version.clone().unwrap_or_default();
@@ -220,7 +268,10 @@ pub fn run(opts: &ExtractOptions, progress: &Progress) -> Result<ExtractReport> 
     // objects are fetched: they are a few sequential requests.
     let (fetched, site) = std::thread::scope(|scope| {
         let site = scope.spawn(|| read_site_records(opts, &staging, &client, &jsonapi_version));
-        let fetched = fetch_objects(&pool, &ctx, &selected, &bar);
+        let fetched = match &old {
+            Some(old) => fetch_since(&pool, &ctx, old, &selected, &bar),
+            None => fetch_objects(&pool, &ctx, &selected, &bar),
+        };
         let site = site
             .join()
             .unwrap_or_else(|_| Err(Error::Usage("reading the site records panicked".into())));
@@ -240,12 +291,36 @@ pub fn run(opts: &ExtractOptions, progress: &Progress) -> Result<ExtractReport> 
     );
     let spinner = progress.spinner("assemble");
     spinner.set_message("writing tables");
-    let parts = SnapshotParts {
+    let mut parts = SnapshotParts {
         source,
         request: opts.request_info(),
         started_at,
         ..Default::default()
     };
+    if let Some(old) = &old {
+        let c = since::count(&staging, old)?;
+        info!(
+            reused = c.reused,
+            rechecked = c.rechecked,
+            refetched = c.refetched,
+            deleted = c.deleted,
+            "Incremental extract."
+        );
+        parts.notes.push(crate::snapshot::manifest::Note {
+            kind: SINCE_NOTE_KIND.into(),
+            subject: old.manifest.snapshot_id.clone(),
+            message: format!(
+                "incremental extract since {} (changes from {} on): {} reused ({} of them re-read \
+                 and unchanged), {} refetched, {} deleted",
+                old.manifest.snapshot_id,
+                old.threshold_text(),
+                c.reused,
+                c.rechecked,
+                c.refetched,
+                c.deleted
+            ),
+        });
+    }
     let manifest = assemble::assemble(
         &staging,
         &opts.out,
@@ -279,6 +354,75 @@ fn fetch_objects(
     let singles = single_units(ctx.staging, selected, ctx.opts.singles_per_unit)?;
     resumed += run_units(pool, ctx, &singles, bar)?;
     Ok(resumed)
+}
+
+/// The objects of an incremental extract: types whose changes `modified_since` finds have
+/// their unchanged objects taken from the base and the rest read one by one; other types are
+/// read page by page and compared with the base; then whatever the pages missed.
+fn fetch_since(
+    pool: &rayon::ThreadPool,
+    ctx: &FetchContext,
+    old: &since::OldSnapshot,
+    selected: &[&Listed],
+    bar: &indicatif::ProgressBar,
+) -> Result<usize> {
+    let plan = match ctx.staging.read_doc::<since::Plan>("since/plan.json")? {
+        Some(p) => p,
+        None => {
+            let types: BTreeSet<String> = selected.iter().map(|o| o.portal_type.clone()).collect();
+            let p = since::plan(ctx.client, old, &types)?;
+            ctx.staging.write_doc("since/plan.json", &p)?;
+            p
+        }
+    };
+    let (reuse, _) = since::split_filtered(&plan, old, selected);
+    let reused: Vec<Unit> = reuse
+        .chunks(ctx.opts.singles_per_unit.max(1))
+        .map(|c| Unit::Reused {
+            objects: c.iter().map(|o| (*o).clone()).collect(),
+        })
+        .collect();
+    let mut resumed = run_units(pool, ctx, &reused, bar)?;
+    let rescan: Vec<&Listed> = selected
+        .iter()
+        .filter(|o| {
+            matches!(
+                plan.modes.get(&o.portal_type),
+                Some(since::TypeMode::Rescan)
+            )
+        })
+        .copied()
+        .collect();
+    resumed += run_units(pool, ctx, &page_units(&rescan, ctx.opts.page_size), bar)?;
+    // Filtered types announce their whole count as a full extract's pages do.
+    let counts: Vec<(String, String)> = plan
+        .modes
+        .iter()
+        .filter_map(|(t, m)| match m {
+            since::TypeMode::Filter { count, .. } => Some(fetch::count_line(t, *count)),
+            since::TypeMode::Rescan => None,
+        })
+        .collect();
+    ctx.staging
+        .write_unit("units/since-counts.jsonl.zst", &counts)?;
+    let singles = single_units(ctx.staging, selected, ctx.opts.singles_per_unit)?;
+    resumed += run_units(pool, ctx, &singles, bar)?;
+    Ok(resumed)
+}
+
+/// `--since OLD` must not be `--out` (the new snapshot would overwrite its own base).
+fn check_since_paths(since: &std::path::Path, out: &std::path::Path) -> Result<()> {
+    let same = match (since.canonicalize(), out.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => since == out,
+    };
+    if same {
+        return Err(Error::Usage(format!(
+            "--since {} is --out too: write the incremental snapshot elsewhere",
+            since.display()
+        )));
+    }
+    Ok(())
 }
 
 /// The site records, from the staging area when an earlier run read them.
@@ -367,7 +511,9 @@ fn page_units(selected: &[&Listed], page_size: u64) -> Vec<Unit> {
 /// Objects the page units did not capture (moved pages, types whose search fails), in units.
 fn single_units(staging: &Staging, selected: &[&Listed], per_unit: usize) -> Result<Vec<Unit>> {
     let mut captured: BTreeSet<String> = BTreeSet::new();
-    for name in staging.units_under("units/pages")? {
+    let mut names = staging.units_under("units/pages")?;
+    names.extend(staging.units_under("units/reused")?);
+    for name in names {
         for (k, _) in staging.read_unit_lines(&name)? {
             if !k.starts_with('!') {
                 captured.insert(k);

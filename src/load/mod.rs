@@ -7,6 +7,7 @@
 //! re-run with the same arguments skips finished work; `--retry-failed` replays only failures.
 //! Nothing is ever sent to the source: a load only reads the snapshot directory.
 
+pub mod delta;
 pub mod ledger;
 pub mod receiver;
 pub mod records;
@@ -28,6 +29,8 @@ use crate::source::{ClientOptions, Credentials, SenaiteClient};
 use ledger::{Binding, Entry, Ledger};
 use receiver::{ApplyItem, Counter, PrincipalItem, Receiver};
 use records::{Record, RecordSet};
+
+pub use delta::{Conflicts, Deletions};
 
 /// What `load` does.
 #[derive(Debug, Clone)]
@@ -52,6 +55,10 @@ pub struct LoadOptions {
     pub timeout: Duration,
     /// Retries of requests that failed in transit (every receiver route may be repeated).
     pub retry: RetryPolicy,
+    /// Delta snapshots: what happens to the objects the delta deletes.
+    pub deletions: Deletions,
+    /// Delta snapshots: what happens to objects changed on both sides.
+    pub conflicts: Conflicts,
 }
 
 impl LoadOptions {
@@ -68,6 +75,8 @@ impl LoadOptions {
             skip_principals: false,
             timeout: Duration::from_secs(600),
             retry: RetryPolicy::default(),
+            deletions: Deletions::default(),
+            conflicts: Conflicts::default(),
         }
     }
 
@@ -178,12 +187,20 @@ pub struct LoadReport {
     pub rejected: Vec<Rejected>,
     /// Wall time in seconds.
     pub seconds: f64,
+    /// A delta snapshot's moves, deletions and conflicts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta: Option<delta::DeltaSummary>,
 }
 
 impl LoadReport {
-    /// Whether every record is in the destination as sent.
+    /// Whether every record is in the destination as sent (for a delta also: no conflict
+    /// left unresolved, every deletion carried out or kept by policy).
     pub fn is_complete(&self) -> bool {
         self.rejected.is_empty()
+            && self
+                .delta
+                .as_ref()
+                .is_none_or(delta::DeltaSummary::is_settled)
     }
 }
 
@@ -200,6 +217,9 @@ pub fn run(opts: &LoadOptions, progress: &Progress) -> Result<LoadReport> {
     let receiver = connect(&opts.url, &opts.credentials, opts.timeout, opts.retry)?;
     let info = receiver.info()?;
     info!(receiver = %format!("{} {}", info.name, info.version), site = %info.site_path, "Receiver found.");
+    if snap.manifest.base.is_some() {
+        return delta::run(opts, &snap, &receiver, &info, progress);
+    }
     let set = records::read(&snap, &info.site_path)?;
     let state_dir = opts.state_dir();
     let mut ledger = Ledger::open(
@@ -211,22 +231,7 @@ pub fn run(opts: &LoadOptions, progress: &Progress) -> Result<LoadReport> {
         },
     )?;
 
-    let mut report = LoadReport {
-        destination: opts.url.clone(),
-        snapshot_id: snap.manifest.snapshot_id.clone(),
-        state_dir: state_dir.display().to_string(),
-        receiver: format!("{} {}", info.name, info.version),
-        records: set.records.len() as u64,
-        by_type: BTreeMap::new(),
-        totals: StatusCounts::default(),
-        blobs_uploaded: 0,
-        blob_bytes_sent: 0,
-        principals: Vec::new(),
-        users_needing_password_reset: Vec::new(),
-        counters: Vec::new(),
-        rejected: Vec::new(),
-        seconds: 0.0,
-    };
+    let mut report = empty_report(opts, &snap, &info, &state_dir, set.records.len());
 
     // What to send: everything not finished with the same content, or only failures.
     let mut todo: Vec<&Record> = Vec::new();
@@ -257,16 +262,7 @@ pub fn run(opts: &LoadOptions, progress: &Progress) -> Result<LoadReport> {
     );
 
     if !opts.skip_principals && !opts.retry_failed {
-        let items = receiver.principals(&set.users, &set.groups)?;
-        report.users_needing_password_reset = items
-            .iter()
-            .filter(|p| p.kind == "user" && p.needs_password_reset)
-            .map(|p| p.id.clone())
-            .collect();
-        for p in items.iter().filter(|p| p.status == "failed") {
-            warn!(kind = %p.kind, id = %p.id, error = ?p.error, "Principal rejected.");
-        }
-        report.principals = items;
+        send_principals(&receiver, &set, &mut report)?;
     }
 
     upload_blobs(
@@ -331,6 +327,48 @@ pub fn run(opts: &LoadOptions, progress: &Progress) -> Result<LoadReport> {
     })?;
     write_atomic(&state_dir.join("report.json"), &text)?;
     Ok(report)
+}
+
+/// A report with nothing done yet.
+fn empty_report(
+    opts: &LoadOptions,
+    snap: &Snapshot,
+    info: &receiver::Info,
+    state_dir: &Path,
+    records: usize,
+) -> LoadReport {
+    LoadReport {
+        destination: opts.url.clone(),
+        snapshot_id: snap.manifest.snapshot_id.clone(),
+        state_dir: state_dir.display().to_string(),
+        receiver: format!("{} {}", info.name, info.version),
+        records: records as u64,
+        by_type: BTreeMap::new(),
+        totals: StatusCounts::default(),
+        blobs_uploaded: 0,
+        blob_bytes_sent: 0,
+        principals: Vec::new(),
+        users_needing_password_reset: Vec::new(),
+        counters: Vec::new(),
+        rejected: Vec::new(),
+        seconds: 0.0,
+        delta: None,
+    }
+}
+
+/// Sends users and groups; their outcomes go into the report.
+fn send_principals(receiver: &Receiver, set: &RecordSet, report: &mut LoadReport) -> Result<()> {
+    let items = receiver.principals(&set.users, &set.groups)?;
+    report.users_needing_password_reset = items
+        .iter()
+        .filter(|p| p.kind == "user" && p.needs_password_reset)
+        .map(|p| p.id.clone())
+        .collect();
+    for p in items.iter().filter(|p| p.status == "failed") {
+        warn!(kind = %p.kind, id = %p.id, error = ?p.error, "Principal rejected.");
+    }
+    report.principals = items;
+    Ok(())
 }
 
 /// A load never writes to the site its snapshot was extracted from.

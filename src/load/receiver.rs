@@ -13,8 +13,9 @@ use serde_json::{Value, json};
 use crate::error::{Error, Result};
 use crate::source::SenaiteClient;
 
-/// The protocol version this loader speaks.
-pub const PROTOCOL: u32 = 1;
+/// The protocol version this loader speaks (2: apply moves objects, `sync/remove`,
+/// `sync/accept`, `accepted` in `sync/lookup`).
+pub const PROTOCOL: u32 = 2;
 
 /// How to install the receiver, for error messages.
 pub const INSTALL_HINT: &str = "install the receiver add-on into the destination's Python \
@@ -83,6 +84,10 @@ pub struct UidState {
     /// Edited in the destination since our last apply.
     #[serde(default)]
     pub changed_since_apply: bool,
+    /// `applied_hash` was stored by `sync/accept` (the destination's version stands for that
+    /// record), not by an apply.
+    #[serde(default)]
+    pub accepted: bool,
 }
 
 /// One path of `POST sync/lookup`.
@@ -131,6 +136,31 @@ pub struct ApplyItem {
     #[serde(default)]
     pub field_errors: std::collections::BTreeMap<String, String>,
     /// Why the whole record was rolled back.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// The path the object had before this apply moved it (protocol 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_from: Option<String>,
+}
+
+/// One object of `POST sync/remove` or `POST sync/accept`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RemoveItem {
+    /// Its uid.
+    pub uid: String,
+    /// `sync/remove`: `deactivated`, `already_inactive`, `not_deactivatable`, `deleted`,
+    /// `absent` or `failed`; `sync/accept`: `accepted`, `absent` or `failed`.
+    pub status: String,
+    /// Its path before the call.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Its review state after the call.
+    #[serde(default)]
+    pub review_state: Option<String>,
+    /// Its modification date after the call (`sync/accept`).
+    #[serde(default)]
+    pub modified: Option<String>,
+    /// Why nothing was done.
     #[serde(default)]
     pub error: Option<String>,
 }
@@ -266,6 +296,58 @@ impl Receiver {
             });
         }
         Ok(items)
+    }
+
+    /// `POST sync/remove`: deactivates or deletes (`policy`) each uid; one item per uid.
+    ///
+    /// # Errors
+    /// Transport or protocol errors, or an answer that does not match the request.
+    pub fn remove(&self, uids: &[String], policy: &str) -> Result<Vec<RemoveItem>> {
+        let url = format!("{}/remove", self.base);
+        let items: Vec<Value> = uids
+            .iter()
+            .map(|u| json!({"uid": u, "policy": policy}))
+            .collect();
+        let v = self.client.post_json(&url, &json!({ "items": items }))?;
+        let out: Vec<RemoveItem> = parse(&url, v.get("items").cloned().unwrap_or(Value::Null))?;
+        if out.len() != uids.len() {
+            return Err(Error::BadResponse {
+                url,
+                message: format!("{} results for {} uids sent", out.len(), uids.len()),
+            });
+        }
+        Ok(out)
+    }
+
+    /// `POST sync/accept`: the destination's current version of each uid stands for the
+    /// record with that `load_hash` (a conflict resolved destination-wins).
+    ///
+    /// # Errors
+    /// Transport or protocol errors, or an answer that does not match the request.
+    pub fn accept(&self, items: &[(String, String)]) -> Result<Vec<RemoveItem>> {
+        let url = format!("{}/accept", self.base);
+        let body: Vec<Value> = items
+            .iter()
+            .map(|(u, h)| json!({"uid": u, "load_hash": h}))
+            .collect();
+        let v = self.client.post_json(&url, &json!({ "items": body }))?;
+        let out: Vec<RemoveItem> = parse(&url, v.get("items").cloned().unwrap_or(Value::Null))?;
+        if out.len() != items.len() {
+            return Err(Error::BadResponse {
+                url,
+                message: format!("{} results for {} uids sent", out.len(), items.len()),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The destination's current values of an object: senaite.jsonapi's own complete read
+    /// (`GET api/v1/<uid>`), as a conflict report shows them.
+    ///
+    /// # Errors
+    /// Transport errors or an unknown uid.
+    pub fn current(&self, uid: &str) -> Result<Value> {
+        self.client.api_get(uid, &[("complete", "yes".to_string())])
     }
 
     /// `POST sync/principals`.

@@ -9,6 +9,7 @@
 //! Everything a request can ask for is serialized once at start-up (see `site`), so the double
 //! is never the bottleneck of an extraction.
 
+pub mod bika;
 pub mod data;
 pub mod faults;
 pub mod fixtures;

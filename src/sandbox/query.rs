@@ -134,6 +134,9 @@ pub(crate) struct SearchRequest {
     pub(crate) complete: Option<bool>,
     /// `workflow` flag.
     pub(crate) workflow: bool,
+    /// `created_since` / `modified_since` (senaite.jsonapi 2.6): a `min` range on that index,
+    /// as `(index, unix seconds)`; applied only where the catalog has the index.
+    pub(crate) since: Vec<(String, i64)>,
 }
 
 impl SearchRequest {
@@ -141,7 +144,10 @@ impl SearchRequest {
     pub(crate) fn from_form(form: &Form) -> SearchRequest {
         let mut terms: Vec<(String, Vec<String>)> = Vec::new();
         for (key, value) in form {
-            if CONTROL_KEYS.contains(&key.as_str()) || key.starts_with("recent_") {
+            if CONTROL_KEYS.contains(&key.as_str())
+                || key.starts_with("recent_")
+                || key.ends_with("_since")
+            {
                 continue;
             }
             match terms.iter_mut().find(|(k, _)| k == key) {
@@ -175,6 +181,14 @@ impl SearchRequest {
             b_start: parse_start(first(form, "b_start")),
             complete: flag(form, "complete"),
             workflow: flag(form, "workflow").unwrap_or(false),
+            since: ["created", "modified"]
+                .iter()
+                .filter_map(|index| {
+                    let value = first(form, &format!("{index}_since"))?;
+                    let secs = crate::extract::since::unix_seconds(value)?;
+                    Some(((*index).to_owned(), secs))
+                })
+                .collect(),
         }
     }
 }

@@ -107,7 +107,15 @@ impl Site {
             },
             (_, None) => (index.members.as_slice(), true),
         };
-        if types.len() <= 1 && path.is_none() && terms.is_empty() && sorted {
+        // `*_since` ranges on indexes this catalog has; a DateIndex keeps minutes, so the
+        // range starts at the minute of the value (seen on the real 2.6).
+        let ranges: Vec<(&str, i64)> = req
+            .since
+            .iter()
+            .filter(|(index, _)| has(index))
+            .map(|(index, secs)| (index.as_str(), secs.div_euclid(60)))
+            .collect();
+        if types.len() <= 1 && path.is_none() && terms.is_empty() && ranges.is_empty() && sorted {
             // The per-type (or per-catalog) list is the answer: no per-object work.
             let mut slots = base.to_vec();
             if sort_on.is_some() && req.descending {
@@ -127,6 +135,13 @@ impl Site {
             if let Some((paths, depth)) = path
                 && !paths.iter().any(|p| path_matches(&obj.path, p, depth))
             {
+                continue;
+            }
+            let in_range = |(index, minute): &(&str, i64)| {
+                crate::extract::since::unix_seconds(obj.sort_value(index))
+                    .is_some_and(|t| t.div_euclid(60) >= *minute)
+            };
+            if !ranges.iter().all(in_range) {
                 continue;
             }
             if terms.iter().all(|t| self.term_matches(obj, t)) {

@@ -287,6 +287,16 @@ fn route(
         drop(site);
         return receiver::handle(&ctx, shared, rest);
     }
+    // senaite.jsonapi's `update`, served only by destinations (a sandbox with a receiver), so
+    // tests can edit an object there as a lab user would.
+    if ctx.method == "POST" && shared.receiver.is_some() {
+        let rest = path.strip_prefix(&format!("{api_prefix}/update"));
+        if let Some(uid) = rest.filter(|r| r.is_empty() || r.starts_with('/')) {
+            drop(site);
+            let uid = uid.trim_matches('/');
+            return receiver::jsonapi_update(&ctx, shared, (!uid.is_empty()).then_some(uid));
+        }
+    }
     if let Some(rest) = path.strip_prefix(&api_prefix)
         && (rest.is_empty() || rest.starts_with('/'))
     {

@@ -36,27 +36,6 @@ const IGNORED_COLUMNS: &[&str] = &[
     "meta_type",
 ];
 
-/// Keys every catalog record carries, whatever the catalog's columns.
-const MAPPED_KEYS: &[&str] = &[
-    "id",
-    "uid",
-    "title",
-    "description",
-    "created",
-    "modified",
-    "effective",
-    "portal_type",
-    "tags",
-    "author",
-    "path",
-    "parent_path",
-    "url",
-    "api_url",
-    "parent_id",
-    "parent_uid",
-    "parent_url",
-];
-
 /// Sort indexes whose orders are kept ready (others are sorted per request).
 const PRESORTED: &[&str] = &[
     "created",
@@ -142,7 +121,11 @@ impl CatalogIndex {
             .into_iter()
             .filter(|c| !IGNORED_COLUMNS.contains(&c.as_str()))
             .collect();
-        keys.extend(MAPPED_KEYS.iter().map(|k| (*k).to_owned()));
+        keys.extend(
+            crate::source::MAPPED_CATALOG_KEYS
+                .iter()
+                .map(|k| (*k).to_owned()),
+        );
         keys.sort();
         keys.dedup();
         CatalogIndex {

@@ -100,6 +100,28 @@ pub fn blob_path(snap: &Path, sha256: &str) -> PathBuf {
     snap.join(layout::blob_rel(sha256))
 }
 
+/// Puts the blob file `src` (of another snapshot) at `dst` (a blob path of the snapshot being
+/// written): a hard link where the file system allows it, else a copy under a temporary name
+/// renamed into place; an existing `dst` is kept. Returns the size of `dst`.
+///
+/// # Errors
+/// `src` unreadable, `dst` or its folder not writable.
+pub fn link_blob(src: &Path, dst: &Path) -> Result<u64> {
+    if !dst.is_file() {
+        if let Some(parent) = dst.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::write(parent, e))?;
+        }
+        if std::fs::hard_link(src, dst).is_err() {
+            let tmp = layout::tmp_path(dst);
+            std::fs::copy(src, &tmp).map_err(|e| Error::read(src, e))?;
+            std::fs::rename(&tmp, dst).map_err(|e| Error::write(dst, e))?;
+        }
+    }
+    Ok(std::fs::metadata(dst)
+        .map_err(|e| Error::read(dst, e))?
+        .len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

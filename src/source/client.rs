@@ -6,9 +6,17 @@
 //! `message`), so an HTTP 200 error is never taken for data. Its public methods only read; the
 //! destination side (`load`) POSTs to the receiver's idempotent routes through the crate-private
 //! `post_json` / `post_bytes`, which `extract` never calls (CI greps for it).
+//!
+//! Requests run on the shared HTTP engine of `source::transport` (an async client on a tokio
+//! runtime of its own, two worker threads); the calling thread blocks until the whole answer is
+//! there, and retries and backoff happen on the calling thread.
 
 use std::io::Read;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use reqwest::header::HeaderValue;
 
 use serde_json::Value;
 use tracing::{debug, warn};
@@ -17,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::jsonx;
 use crate::source::credentials::Credentials;
 use crate::source::retry::{self, RetryPolicy};
+use crate::source::transport::{Answer, Body, Engine, Failure};
 
 /// Settings of a [`SenaiteClient`].
 #[derive(Debug, Clone)]
@@ -49,7 +58,9 @@ impl ClientOptions {
 /// A client for one SENAITE site. Cheap to clone.
 #[derive(Clone)]
 pub struct SenaiteClient {
-    http: reqwest::blocking::Client,
+    engine: Arc<Engine>,
+    /// `Basic ...` of the credentials, encoded once (marked sensitive: never logged).
+    authorization: HeaderValue,
     site_url: String,
     api_url: String,
     origin: String,
@@ -76,7 +87,7 @@ impl SenaiteClient {
                 "{site_url} is not an http(s) URL of a SENAITE site"
             ))
         })?;
-        let http = reqwest::blocking::Client::builder()
+        let http = reqwest::Client::builder()
             .connect_timeout(opts.connect_timeout)
             .timeout(opts.timeout)
             .user_agent(concat!("senaite-sync/", env!("CARGO_PKG_VERSION")))
@@ -87,8 +98,25 @@ impl SenaiteClient {
                 url: site_url.clone(),
                 source,
             })?;
+        let engine = Engine::start(http).map_err(|source| Error::Read {
+            path: format!("{site_url} (starting the HTTP client's thread)").into(),
+            source,
+        })?;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            opts.credentials.user,
+            opts.credentials.password.expose()
+        ));
+        let mut authorization = HeaderValue::from_str(&format!("Basic {token}")).map_err(|_| {
+            Error::Credentials(format!(
+                "the credentials of user {:?} cannot be sent in an HTTP header",
+                opts.credentials.user
+            ))
+        })?;
+        authorization.set_sensitive(true);
         Ok(SenaiteClient {
-            http,
+            engine: Arc::new(engine),
+            authorization,
             api_url: format!("{site_url}/@@API/senaite/v1"),
             site_url,
             origin,
@@ -226,15 +254,15 @@ impl SenaiteClient {
         query: &[(&str, String)],
         shown: &str,
     ) -> Result<Vec<u8>> {
-        self.with_retry(method, url, query, Expect::Json, shown, |resp| {
-            let mut resp = resp;
-            let mut bytes = Vec::with_capacity(
-                resp.content_length()
-                    .map_or(0, |n| n.min(64 << 20) as usize),
-            );
-            resp.read_to_end(&mut bytes)
-                .map_err(|e| Error::read(shown, e))?;
-            Ok(bytes)
+        self.with_retry(method, url, query, Expect::Json, shown, |body| match body {
+            Body::Whole(bytes) => Ok(Vec::from(bytes)),
+            Body::Stream(mut reader) => {
+                let mut bytes = Vec::new();
+                reader
+                    .read_to_end(&mut bytes)
+                    .map_err(|e| Error::read(shown, e))?;
+                Ok(bytes)
+            }
         })
     }
 
@@ -249,9 +277,17 @@ impl SenaiteClient {
         mut sink: impl FnMut(&mut dyn Read) -> Result<T>,
     ) -> Result<T> {
         let shown = display_url(url, &[]);
-        self.with_retry(Method::Get, url, &[], Expect::Bytes, &shown, |mut resp| {
-            sink(&mut resp)
-        })
+        self.with_retry(
+            Method::Get,
+            url,
+            &[],
+            Expect::Bytes,
+            &shown,
+            |body| match body {
+                Body::Whole(bytes) => sink(&mut bytes.as_ref()),
+                Body::Stream(mut reader) => sink(&mut reader),
+            },
+        )
     }
 
     fn with_retry<T>(
@@ -261,43 +297,41 @@ impl SenaiteClient {
         query: &[(&str, String)],
         expect: Expect,
         shown: &str,
-        mut consume: impl FnMut(reqwest::blocking::Response) -> Result<T>,
+        mut consume: impl FnMut(Body) -> Result<T>,
     ) -> Result<T> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             let started = Instant::now();
-            let (err, retry_after) = match self.send(method, url, query, expect) {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    if (200..300).contains(&status) {
-                        match consume(resp) {
-                            Ok(v) => {
-                                debug!(method = method.name(), url = %shown, elapsed_ms = started.elapsed().as_millis() as u64, "Request done.");
-                                return Ok(v);
-                            }
-                            // A body cut off mid-transfer is a transport failure: retry.
-                            Err(e) if is_io_failure(&e) => (e, None),
-                            Err(e) => return Err(e),
-                        }
-                    } else {
-                        let retry_after = resp
-                            .headers()
-                            .get(reqwest::header::RETRY_AFTER)
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(retry::parse_retry_after);
-                        let body = resp.bytes().map(|b| b.to_vec()).unwrap_or_default();
-                        let err = self.status_error(method.name(), shown, status, &body);
-                        let api_body = jsonx::parse_lenient(&body)
-                            .ok()
-                            .is_some_and(|v| is_application_error_body(&v));
-                        if !retry::is_retryable_status(status, api_body) {
-                            return Err(err);
-                        }
-                        (err, retry_after)
+            let sent = self
+                .request(method, url, query, expect)
+                .map_err(Failure::Transport)
+                .and_then(|request| self.engine.send(request, expect == Expect::Bytes));
+            let (err, retry_after) = match sent {
+                Ok(Answer::Status {
+                    status,
+                    retry_after,
+                    body,
+                }) => {
+                    let err = self.status_error(method.name(), shown, status, &body);
+                    let api_body = jsonx::parse_lenient(&body)
+                        .ok()
+                        .is_some_and(|v| is_application_error_body(&v));
+                    if !retry::is_retryable_status(status, api_body) {
+                        return Err(err);
                     }
+                    (err, retry_after)
                 }
-                Err(source) => {
+                Ok(Answer::Success(body)) => match consume(body) {
+                    Ok(v) => {
+                        debug!(method = method.name(), url = %shown, elapsed_ms = started.elapsed().as_millis() as u64, "Request done.");
+                        return Ok(v);
+                    }
+                    // A body cut off mid-transfer is a transport failure: retry.
+                    Err(e) if is_io_failure(&e) => (e, None),
+                    Err(e) => return Err(e),
+                },
+                Err(Failure::Transport(source)) => {
                     let retryable = retry::is_retryable_transport(&source);
                     let err = Error::Http {
                         method: method.name(),
@@ -309,6 +343,12 @@ impl SenaiteClient {
                     }
                     (err, None)
                 }
+                Err(Failure::Lost) => {
+                    return Err(Error::BadResponse {
+                        url: shown.to_string(),
+                        message: "the HTTP client stopped before the answer arrived".into(),
+                    });
+                }
             };
             if attempt >= self.retry.max_attempts {
                 return Err(err);
@@ -319,27 +359,27 @@ impl SenaiteClient {
         }
     }
 
-    fn send(
+    /// Builds one attempt's request (on the calling thread; the engine only sends it).
+    fn request(
         &self,
         method: Method<'_>,
         url: &str,
         query: &[(&str, String)],
         expect: Expect,
-    ) -> std::result::Result<reqwest::blocking::Response, reqwest::Error> {
+    ) -> std::result::Result<reqwest::Request, reqwest::Error> {
+        let http = self.engine.http();
         let accept = match expect {
             Expect::Json => "application/json",
             Expect::Bytes => "*/*",
         };
         let builder = match method {
-            Method::Get => self.http.get(url),
-            Method::Post(Payload::Json(bytes)) => self
-                .http
+            Method::Get => http.get(url),
+            Method::Post(Payload::Json(bytes)) => http
                 .post(url)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(bytes.to_vec()),
             Method::Post(Payload::Octet(bytes, headers)) => {
-                let mut b = self
-                    .http
+                let mut b = http
                     .post(url)
                     .header(reqwest::header::CONTENT_TYPE, "application/octet-stream");
                 for (name, value) in headers {
@@ -350,12 +390,9 @@ impl SenaiteClient {
         };
         builder
             .query(query)
-            .basic_auth(
-                &self.credentials.user,
-                Some(self.credentials.password.expose()),
-            )
+            .header(reqwest::header::AUTHORIZATION, self.authorization.clone())
             .header(reqwest::header::ACCEPT, accept)
-            .send()
+            .build()
     }
 
     fn status_error(&self, method: &'static str, shown: &str, status: u16, body: &[u8]) -> Error {

@@ -31,9 +31,9 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_senaite-sync"))
 }
 
-type Tables = BTreeMap<&'static str, Vec<Vec<Cell>>>;
+pub(crate) type Tables = BTreeMap<&'static str, Vec<Vec<Cell>>>;
 
-fn read_tables(snap: &Path) -> Tables {
+pub(crate) fn read_tables(snap: &Path) -> Tables {
     ALL_TABLES
         .iter()
         .map(|d| (d.name, TableReader::read_all(snap, d).unwrap()))
@@ -42,7 +42,12 @@ fn read_tables(snap: &Path) -> Tables {
 
 /// Writes `tables` as a snapshot (rows re-sorted by uid, stable), with the blob files of `blobs_from`
 /// plus `extra_blobs`.
-fn write_tables(dir: &Path, mut tables: Tables, blobs_from: &Path, extra_blobs: &[&[u8]]) {
+pub(crate) fn write_tables(
+    dir: &Path,
+    mut tables: Tables,
+    blobs_from: &Path,
+    extra_blobs: &[&[u8]],
+) {
     let mut w = SnapshotWriter::create(dir).unwrap();
     let mut counts = BTreeMap::new();
     for def in ALL_TABLES {
@@ -81,17 +86,17 @@ fn write_tables(dir: &Path, mut tables: Tables, blobs_from: &Path, extra_blobs: 
     .unwrap();
 }
 
-const ECOLI: &str = "240db02c9d5d4142a65e17a4333dda7b";
-const CONTACT_1: &str = "3826b58bf2604ce788eaa9f7a1e10f6b";
-const CONTACT_3: &str = "570c144365224186bd48dd1e446f42bf";
-const ATTACHMENT_3: &str = "5fe5f0627c8b4360bbc79741e02fe538";
-const ATTACHMENT_4: &str = "23d1be7c9e2b43b5b72db7aad4d9eb29";
-const SAMPLE_W1: &str = "acc7c18bf2b140638fd6d8293872b724";
-const LABCONTACT_1: &str = "0932f6de96f1435fb30befd632d7e47e";
-const CLIENT_1: &str = "6f1d98a82d7b44d29e3153f29fe73d95";
-const NEW_CLIENT: &str = "ffffffffffffffffffffffffffffffff";
+pub(crate) const ECOLI: &str = "240db02c9d5d4142a65e17a4333dda7b";
+pub(crate) const CONTACT_1: &str = "3826b58bf2604ce788eaa9f7a1e10f6b";
+pub(crate) const CONTACT_3: &str = "570c144365224186bd48dd1e446f42bf";
+pub(crate) const ATTACHMENT_3: &str = "5fe5f0627c8b4360bbc79741e02fe538";
+pub(crate) const ATTACHMENT_4: &str = "23d1be7c9e2b43b5b72db7aad4d9eb29";
+pub(crate) const SAMPLE_W1: &str = "acc7c18bf2b140638fd6d8293872b724";
+pub(crate) const LABCONTACT_1: &str = "0932f6de96f1435fb30befd632d7e47e";
+pub(crate) const CLIENT_1: &str = "6f1d98a82d7b44d29e3153f29fe73d95";
+pub(crate) const NEW_CLIENT: &str = "ffffffffffffffffffffffffffffffff";
 
-fn object<'a>(t: &'a mut Tables, uid: &str) -> &'a mut Vec<Cell> {
+pub(crate) fn object<'a>(t: &'a mut Tables, uid: &str) -> &'a mut Vec<Cell> {
     t.get_mut("objects")
         .unwrap()
         .iter_mut()
@@ -100,13 +105,18 @@ fn object<'a>(t: &'a mut Tables, uid: &str) -> &'a mut Vec<Cell> {
 }
 
 /// Edits an object's fields (and the columns mirrored from them), recomputing content_hash.
-fn edit_fields(row: &mut [Cell], edit: impl FnOnce(&mut serde_json::Map<String, Value>)) {
+pub(crate) fn edit_fields(
+    row: &mut [Cell],
+    edit: impl FnOnce(&mut serde_json::Map<String, Value>),
+) {
     let mut fields: Value = serde_json::from_str(row[11].as_str().unwrap()).unwrap();
     edit(fields.as_object_mut().unwrap());
     for (i, key) in [
         (2, "path"),
         (3, "parent_uid"),
         (4, "parent_path"),
+        (5, "id"),
+        (6, "title"),
         (9, "review_state"),
     ] {
         if let Some(v) = fields.get(key).and_then(Value::as_str) {
@@ -133,7 +143,7 @@ fn history_row(uid: &str, wf: &str, seq: i64, action: &str, state: &str) -> Vec<
     ]
 }
 
-fn append_history(t: &mut Tables, uid: &str, action: &str, state: &str) {
+pub(crate) fn append_history(t: &mut Tables, uid: &str, action: &str, state: &str) {
     let rows = t.get_mut("workflow_history").unwrap();
     let last = rows
         .iter()
@@ -149,10 +159,10 @@ fn append_history(t: &mut Tables, uid: &str, action: &str, state: &str) {
     }
 }
 
-const NEW_BLOB: &[u8] = b"%PDF-1.4 a corrected report";
+pub(crate) const NEW_BLOB: &[u8] = b"%PDF-1.4 a corrected report";
 
 /// The demo edited as a lab would between two extracts.
-fn edited_demo(dir: &Path) {
+pub(crate) fn edited_demo(dir: &Path) {
     let mut t = read_tables(&demo());
     edit_fields(object(&mut t, ECOLI), |f| {
         f.insert("Result".into(), json!("12.5"));
@@ -209,6 +219,7 @@ fn edited_demo(dir: &Path) {
     edit_fields(&mut client, |f| {
         f.insert("uid".into(), json!(NEW_CLIENT));
         f.insert("path".into(), json!("/senaite/clients/client-9"));
+        f.insert("id".into(), json!("client-9"));
         f.insert("title".into(), json!("Created Later Ltd"));
     });
     t.get_mut("objects").unwrap().push(client);
@@ -501,6 +512,22 @@ fn tombstones_schemas_file_matches_the_code() {
     assert!(
         committed == generated,
         "schemas/tombstones.json is out of date with src/diff/delta.rs; \
+         run SENAITE_SYNC_BLESS=1 cargo test schemas"
+    );
+}
+
+#[test]
+fn changes_schemas_file_matches_the_code() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/changes.json");
+    let generated =
+        serde_json::to_string_pretty(&diff::delta::changes_schema_json()).unwrap() + "\n";
+    if std::env::var_os("SENAITE_SYNC_BLESS").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        committed == generated,
+        "schemas/changes.json is out of date with src/diff/delta.rs; \
          run SENAITE_SYNC_BLESS=1 cargo test schemas"
     );
 }

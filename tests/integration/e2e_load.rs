@@ -20,63 +20,18 @@ use serde_json::{Value, json};
 
 use senaite_sync::snapshot::table::{OBJECTS, TableReader};
 
-struct Env {
-    src: String,
-    dst: String,
-    user: String,
-    password: String,
-}
+use crate::util::{InstancePair as Env, json_of};
 
 fn env() -> Option<Env> {
-    let get = |k: &str| {
-        std::env::var(k)
-            .ok()
-            .map(|v| v.trim().trim_end_matches('/').to_string())
-            .filter(|v| !v.is_empty())
-    };
-    let (src, dst) = match (
-        get("SENAITE_SYNC_E2E_URL"),
-        get("SENAITE_SYNC_E2E_DEST_URL"),
-    ) {
-        (Some(s), Some(d)) => (s, d),
-        _ => {
-            assert!(
-                std::env::var("SENAITE_SYNC_E2E").as_deref() != Ok("required"),
-                "SENAITE_SYNC_E2E=required but SENAITE_SYNC_E2E_URL / SENAITE_SYNC_E2E_DEST_URL are not both set"
-            );
-            eprintln!(
-                "skipped: set SENAITE_SYNC_E2E_URL (seeded source) and SENAITE_SYNC_E2E_DEST_URL \
-                 (fresh destination with the receiver) to run this test"
-            );
-            return None;
-        }
-    };
-    Some(Env {
-        src,
-        dst,
-        user: std::env::var("SENAITE_USER").unwrap_or_else(|_| "admin".into()),
-        password: std::env::var("SENAITE_PASSWORD").unwrap_or_else(|_| "admin".into()),
-    })
+    crate::util::instance_pair("SENAITE_SYNC_E2E_URL", "SENAITE_SYNC_E2E_DEST_URL")
 }
 
 fn bin(e: &Env, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_senaite-sync"));
-    cmd.args(["--progress", "never"])
-        .args(args)
-        .env("SENAITE_USER", &e.user)
-        .env("SENAITE_PASSWORD", &e.password)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null());
-    cmd
+    e.bin(args)
 }
 
 fn run(cmd: Command, want: i32) -> Output {
     crate::util::run_expect(cmd, want)
-}
-
-fn json_of(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 fn scratch(name: &str) -> PathBuf {

@@ -291,14 +291,11 @@ fn a_rejected_record_leaves_no_trace_and_the_rest_commits() {
     assert_eq!(found["uids"][0]["exists"], false);
     assert_eq!(found["uids"][1]["exists"], true);
     assert_eq!(found["uids"][1]["applied_hash"], Value::Null);
-    // The same uid at another path: "moved".
+    // The same uid at another path: moved there in place (protocol 2), not duplicated.
     let items = apply(&sb, &[moved]);
-    assert_eq!(items[0]["status"], "failed");
-    assert!(
-        items[0]["error"].as_str().unwrap().starts_with("moved"),
-        "{}",
-        items[0]
-    );
+    assert_eq!(items[0]["status"], "updated", "{}", items[0]);
+    assert_eq!(items[0]["moved_from"], top[0]["path"]);
+    assert_eq!(items[0]["path"], "/senaite/elsewhere");
     // The fault is used up: the record goes through now, the partial one is completed.
     let items = apply(&sb, &top[1..3]);
     assert_eq!(statuses(&items), ["created", "updated"]);
@@ -451,7 +448,7 @@ fn info_credentials_lookup_and_finalize() {
     });
     let (status, info) = get(&sb, "info");
     assert_eq!(status, 200);
-    assert_eq!(info["protocol"], 1);
+    assert_eq!(info["protocol"], 2);
     assert_eq!(info["site_path"], "/senaite");
     assert_eq!(info["max_batch"], 3);
     assert_eq!(info["portal_types"], json!(["ClientFolder", "Client"]));

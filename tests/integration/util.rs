@@ -104,3 +104,60 @@ pub fn run_expect(mut cmd: std::process::Command, code: i32) -> std::process::Ou
     );
     out
 }
+
+/// A source and a destination SENAITE of a real-instance test tier, with the credentials.
+pub struct InstancePair {
+    pub src: String,
+    pub dst: String,
+    pub user: String,
+    pub password: String,
+}
+
+/// The instance pair named by the env vars `src_var` and `dst_var` (URLs of the sites), or
+/// `None` after printing "skipped: ..." when either is unset; with `SENAITE_SYNC_E2E=required`
+/// (CI) an unset variable fails the test instead.
+pub fn instance_pair(src_var: &str, dst_var: &str) -> Option<InstancePair> {
+    let get = |k: &str| {
+        std::env::var(k)
+            .ok()
+            .map(|v| v.trim().trim_end_matches('/').to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let (Some(src), Some(dst)) = (get(src_var), get(dst_var)) else {
+        assert!(
+            std::env::var("SENAITE_SYNC_E2E").as_deref() != Ok("required"),
+            "SENAITE_SYNC_E2E=required but {src_var} / {dst_var} are not both set"
+        );
+        eprintln!(
+            "skipped: set {src_var} (seeded source) and {dst_var} (fresh destination with the \
+             receiver) to run this test"
+        );
+        return None;
+    };
+    Some(InstancePair {
+        src,
+        dst,
+        user: std::env::var("SENAITE_USER").unwrap_or_else(|_| "admin".into()),
+        password: std::env::var("SENAITE_PASSWORD").unwrap_or_else(|_| "admin".into()),
+    })
+}
+
+impl InstancePair {
+    /// The binary with `args`, the pair's credentials in the environment, no progress bars.
+    pub fn bin(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_senaite-sync"));
+        cmd.args(["--progress", "never"])
+            .args(args)
+            .env("SENAITE_USER", &self.user)
+            .env("SENAITE_PASSWORD", &self.password)
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null());
+        cmd
+    }
+}
+
+/// The stdout of a command as JSON (panics with the text when it is not).
+pub fn json_of(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}

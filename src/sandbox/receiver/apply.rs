@@ -1,5 +1,5 @@
-//! `POST sync/apply`: each record of the batch finds its object by UID (adopts one of the same
-//! type at its path, else creates it in its container), is skipped when its `load_hash` was
+//! `POST sync/apply`: each record of the batch finds its object by UID (moves it when the record
+//! names another path; adopts one of the same type at its path, else creates it in its container), is skipped when its `load_hash` was
 //! applied and the object not edited since, defers reference fields whose targets do not exist,
 //! and replaces the object with the one `sandbox::rows` rebuilds. The whole batch runs under the
 //! site's write lock; a record is checked completely before anything of it is written, so a
@@ -125,23 +125,34 @@ fn outcome(
 /// a new one in its container.
 enum Target {
     Existing,
+    /// The uid is at this other path: the object moves (protocol 2).
+    Move(String),
     Adopt(String),
     Create,
 }
 
 fn target(site: &Site, head: &Head) -> Result<Target, String> {
     if let Some(p) = site.by_uid(&head.uid) {
-        if p.path != head.path {
-            return Err(format!(
-                "moved: {} is at {} in the destination, the record says {}",
-                head.uid, p.path, head.path
-            ));
-        }
         if p.portal_type != head.portal_type {
             return Err(format!(
                 "{} is a {} in the destination, the record says {}",
                 head.uid, p.portal_type, head.portal_type
             ));
+        }
+        if p.path != head.path {
+            if let Some(other) = site.by_path(&head.path) {
+                return Err(format!(
+                    "cannot move {} to {}: taken by {}",
+                    p.path, head.path, other.uid
+                ));
+            }
+            if !container_exists(site, head) {
+                return Err(format!(
+                    "cannot move {} to {}: no container there",
+                    p.path, head.path
+                ));
+            }
+            return Ok(Target::Move(p.path.clone()));
         }
         return Ok(Target::Existing);
     }
@@ -154,18 +165,26 @@ fn target(site: &Site, head: &Head) -> Result<Target, String> {
             head.path, p.portal_type, p.uid
         ));
     }
-    let container = head
-        .parent_path
-        .clone()
-        .or_else(|| head.path.rsplit_once('/').map(|(p, _)| p.to_owned()))
-        .unwrap_or_default();
-    if container != site.site_path() && site.by_path(&container).is_none() {
+    if !container_exists(site, head) {
         return Err(format!(
-            "the container {container} of {} does not exist",
+            "the container {} of {} does not exist",
+            container_of(head),
             head.uid
         ));
     }
     Ok(Target::Create)
+}
+
+fn container_of(head: &Head) -> String {
+    head.parent_path
+        .clone()
+        .or_else(|| head.path.rsplit_once('/').map(|(p, _)| p.to_owned()))
+        .unwrap_or_default()
+}
+
+fn container_exists(site: &Site, head: &Head) -> bool {
+    let container = container_of(head);
+    container == site.site_path() || site.by_path(&container).is_some()
 }
 
 /// Applies one record; `Err` fails it with nothing written.
@@ -215,10 +234,17 @@ fn apply_one(site: &mut Site, record: &Value, env: &Env<'_>) -> Result<Value, St
     }
     let catalog = site.catalog_for_type(&head.portal_type);
     let rebuilt = rows::site_object(&record, env.origin, catalog)?;
-    // Everything is checked: commit.
-    if let Target::Adopt(old) = &target {
-        site.remove(old);
+    // Everything is checked: commit. (A move takes the object to its new path; its
+    // descendants move when their own records, which a delta always carries, arrive.)
+    match &target {
+        Target::Adopt(old) => site.remove(old),
+        Target::Move(_) => site.remove(&head.uid),
+        Target::Existing | Target::Create => {}
     }
+    let moved_from = match &target {
+        Target::Move(from) => Some(from.clone()),
+        _ => None,
+    };
     site.insert(&rebuilt.object);
     attach_blobs(site, rebuilt.downloads, &field_errors);
     let (modified, _) = object_dates(site, &head.uid).unwrap_or_default();
@@ -226,11 +252,15 @@ fn apply_one(site: &mut Site, record: &Value, env: &Env<'_>) -> Result<Value, St
         let applied = Applied {
             hash: head.load_hash.clone(),
             modified: modified.clone(),
+            accepted: false,
         };
         site.sync.applied.insert(head.uid.clone(), applied);
     } else {
         site.sync.applied.remove(&head.uid);
     }
+    site.sync
+        .records
+        .insert(head.uid.clone(), record.to_string().into_boxed_str());
     let status = if !field_errors.is_empty() {
         "partial"
     } else if !deferred.is_empty() {
@@ -240,7 +270,7 @@ fn apply_one(site: &mut Site, record: &Value, env: &Env<'_>) -> Result<Value, St
     } else {
         "updated"
     };
-    Ok(outcome(
+    let mut item = outcome(
         &head.uid,
         status,
         Some(&head.path),
@@ -248,7 +278,11 @@ fn apply_one(site: &mut Site, record: &Value, env: &Env<'_>) -> Result<Value, St
         &deferred,
         &field_errors,
         None,
-    ))
+    );
+    if let (Some(from), Value::Object(m)) = (moved_from, &mut item) {
+        m.insert("moved_from".into(), Value::String(from));
+    }
+    Ok(item)
 }
 
 /// File fields whose blob was not uploaded (field -> reason).

@@ -1,7 +1,8 @@
 //! The write side of the sandbox: the receiver protocol of `companion/PROTOCOL.md` (the routes
 //! the `senaite_sync_receiver` add-on registers under `SITE/@@API/senaite/v1/sync/`), so that
 //! `load`, `plan` and `verify` can be tested against a destination in-process. `info`, `lookup`
-//! and `finalize` live here; `apply`, blob uploads and principals in their own modules. Every
+//! and `finalize` live here; `apply`, blob uploads, principals, and a delta's `remove` and
+//! `accept` (with the destination-side edit tests make) in their own modules. Every
 //! route needs the sandbox's user (its stand-in for "Manager"); a sandbox started without
 //! [`ReceiverOptions`] answers `sync/*` as senaite.jsonapi answers routes it does not know, which
 //! is how the loader detects a missing receiver. Objects are rebuilt with `sandbox::rows`, the
@@ -10,7 +11,10 @@
 
 mod apply;
 mod blobs;
+mod delta;
 mod principals;
+
+pub(crate) use delta::jsonapi_update;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -21,11 +25,11 @@ use super::server::{Ctx, Shared};
 use super::site::Site;
 
 /// Protocol version spoken.
-pub const PROTOCOL: u32 = 1;
+pub const PROTOCOL: u32 = 2;
 /// The `name` `sync/info` reports.
 pub const RECEIVER_NAME: &str = "senaite.sync.receiver";
 /// The `version` `sync/info` reports.
-pub const RECEIVER_VERSION: &str = "0.1.0";
+pub const RECEIVER_VERSION: &str = "0.2.0";
 
 /// Portal types a fresh SENAITE 2.6 has (AT types its catalogs list, Dexterity types and the
 /// setup folders), reported by `sync/info` when no explicit list is configured.
@@ -165,6 +169,8 @@ pub(crate) struct Applied {
     pub(crate) hash: String,
     /// The object's modification date right after the apply.
     pub(crate) modified: String,
+    /// Stored by `sync/accept` (the destination's version stands for the record).
+    pub(crate) accepted: bool,
 }
 
 /// A blob upload in progress or complete.
@@ -189,6 +195,9 @@ pub(crate) struct SyncState {
     pub(crate) counters: BTreeMap<String, i64>,
     /// Users the receiver created (their password is unknown).
     pub(crate) password_reset: BTreeSet<String>,
+    /// By uid: the last record applied (serialized), from which `sync/remove` rebuilds a
+    /// deactivated object.
+    pub(crate) records: HashMap<String, Box<str>>,
 }
 
 /// Answers `SITE/@@API/senaite/v1/sync<rest>`.
@@ -214,7 +223,13 @@ pub(crate) fn handle(ctx: &Ctx<'_>, shared: &Shared, rest: &str) -> Reply {
         ("POST", ["blob", sha]) => blobs::upload(ctx, shared, opts, sha),
         ("POST", ["principals"]) => principals::apply(ctx, shared, opts),
         ("POST", ["finalize"]) => finalize(ctx, shared),
-        (_, ["info" | "lookup" | "apply" | "principals" | "finalize"] | ["blob", _]) => {
+        ("POST", ["remove"]) => delta::remove(ctx, shared, opts),
+        ("POST", ["accept"]) => delta::accept(ctx, shared, opts),
+        (
+            _,
+            ["info" | "lookup" | "apply" | "principals" | "finalize" | "remove" | "accept"]
+            | ["blob", _],
+        ) => {
             let message = format!("Method {} not allowed on senaite/v1/sync{rest}", ctx.method);
             api_error(ctx.framework, ApiErrorKind::Method, &message, ctx.started)
         }
@@ -318,7 +333,8 @@ fn lookup_uid(site: &Site, uid: &str) -> Value {
     json!({"uid": uid, "exists": true, "path": p.path, "portal_type": p.portal_type,
         "modified": (!modified.is_empty()).then_some(&modified), "review_state": review_state,
         "applied_hash": applied.map(|a| &a.hash),
-        "changed_since_apply": applied.is_some_and(|a| a.modified != modified)})
+        "changed_since_apply": applied.is_some_and(|a| a.modified != modified),
+        "accepted": applied.is_some_and(|a| a.accepted)})
 }
 
 /// One path of `sync/lookup`; the site root exists.

@@ -1,0 +1,868 @@
+//! The data pass of `transform`: objects stream from a reader thread through the steps (rayon,
+//! one chunk of rows at a time) to a writer thread; then the per-object tables follow, each on
+//! its own thread, and the output's manifest is written last. The output is staged beside its
+//! target and renamed into place when complete. Offline: local files only.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::sync_channel;
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::snapshot::Snapshot;
+use crate::snapshot::blobs;
+use crate::snapshot::layout;
+use crate::snapshot::manifest::{
+    BlobTotals, FORMAT_NAME, FORMAT_VERSION, FileEntry, Manifest, Note, SourceInfo, ToolInfo,
+};
+use crate::snapshot::table::{
+    ALL_TABLES, BLOBS, Cell, OBJECTS, TableDef, TableReader, TableWriter, USERS, WORKFLOW_STATES,
+};
+use crate::snapshot::writer::now_rfc3339;
+
+use super::ops::{self, BlobEffect, Context, Obj, StateRow};
+use super::paths::PrefixSet;
+use super::prepare::{self, ContextBuilder};
+use super::spec::Pipeline;
+use super::{DANGLING_SHOWN, DanglingRef, TransformOptions, TransformReport};
+
+/// Rows per chunk handed to the parallel step.
+const CHUNK_ROWS: usize = 4096;
+/// Chunks buffered between the threads.
+const AHEAD: usize = 2;
+/// Raw streams carried verbatim: site-wide records (catalogs, users, groups, registry,
+/// settings) that no step changes. The per-object streams (`jsonapi`, `restapi`) hold the
+/// input's records as the source answered them; after a transform they would contradict the
+/// tables, so they are left out (and the manifest says so).
+const RAW_CARRIED: &[&str] = &["site"];
+
+/// Per-object tables (keyed by `uid` in their first column).
+const SIDE_TABLES: &[&str] = &[
+    "workflow_history",
+    "workflow_states",
+    "local_roles",
+    "blobs",
+];
+
+/// What the objects pass found.
+#[derive(Default)]
+struct ObjectsPass {
+    objects_in: u64,
+    objects_out: u64,
+    changed: u64,
+    counts: BTreeMap<String, u64>,
+    dropped_by_type: BTreeMap<String, u64>,
+    dropped: HashSet<String>,
+    blob_effects: HashMap<String, Vec<BlobEffect>>,
+    /// `map_states`: each object's one `workflow_states` row (workflow, state), by uid.
+    state_effects: BTreeMap<String, StateRow>,
+}
+
+/// One object's result.
+enum Done {
+    Kept {
+        row: Vec<Cell>,
+        changed: bool,
+        effects: Vec<BlobEffect>,
+        state: Option<StateRow>,
+    },
+    Dropped {
+        uid: String,
+        portal_type: String,
+    },
+}
+
+pub(super) fn run(
+    opts: &TransformOptions,
+    pipeline: &Pipeline,
+    salts: HashMap<usize, Vec<u8>>,
+) -> Result<TransformReport> {
+    let started = Instant::now();
+    let input = Snapshot::open(&opts.input)?;
+    if opts.out.exists() && !opts.force {
+        return Err(Error::snapshot(
+            &opts.out,
+            "already exists; choose another --out or add --force to replace it",
+        ));
+    }
+    if same_dir(&opts.input, &opts.out) {
+        return Err(Error::snapshot(&opts.out, "is the input snapshot itself"));
+    }
+    let name = opts
+        .out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "transformed".into());
+    let staging = opts
+        .out
+        .with_file_name(format!(".{name}.partial-{}", std::process::id()));
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(|e| Error::write(&staging, e))?;
+    }
+    std::fs::create_dir_all(&staging).map_err(|e| Error::write(&staging, e))?;
+    let result = write_output(&input, pipeline, salts, &staging, opts, started);
+    if result.is_err() {
+        // Best effort: the staging directory is also replaced by the next run.
+        let _ignored = std::fs::remove_dir_all(&staging);
+    }
+    result
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+fn write_output(
+    input: &Snapshot,
+    pipeline: &Pipeline,
+    salts: HashMap<usize, Vec<u8>>,
+    staging: &Path,
+    opts: &TransformOptions,
+    started: Instant,
+) -> Result<TransformReport> {
+    let mut builder = ContextBuilder::new(pipeline, salts);
+    if prepare::needs_scan(pipeline) {
+        prepare::scan_identities(&input.dir, |i| builder.add(&i))?;
+    }
+    if prepare::needs_fold_scan(pipeline) {
+        prepare::scan_fold_sources(&input.dir, &mut builder)?;
+    }
+    let ctx = builder.finish();
+    let pass = objects_pass(&input.dir, staging, pipeline, &ctx)?;
+    let mut report = TransformReport {
+        out: opts.out.display().to_string(),
+        input_snapshot_id: input.manifest.snapshot_id.clone(),
+        pipeline: pipeline.path.display().to_string(),
+        pipeline_sha256: pipeline.sha256.clone(),
+        objects_in: pass.objects_in,
+        objects_out: pass.objects_out,
+        objects_changed: pass.changed,
+        dropped: pass.dropped_by_type.clone(),
+        ..TransformReport::default()
+    };
+    report.rows.insert(OBJECTS.name.into(), pass.objects_out);
+    let side = side_tables(&input.dir, staging, &pass, ctx.prefix.as_ref())?;
+    let mut shas = BTreeSet::new();
+    for (name, rows, dropped, table_shas) in side {
+        report.rows.insert(name.to_string(), rows);
+        if dropped > 0 {
+            report.rows_dropped.insert(name.to_string(), dropped);
+        }
+        shas.extend(table_shas);
+    }
+    if !pass.dropped.is_empty() {
+        dangling_pass(staging, &pass.dropped, &mut report)?;
+    }
+    let blob_totals = link_blobs(&input.dir, staging, &shas)?;
+    let mut files = Vec::new();
+    for def in ALL_TABLES {
+        let rel = layout::table_rel(def.name);
+        let (sha256, bytes) = blobs::hash_file(&staging.join(&rel))?;
+        files.push(FileEntry {
+            path: rel,
+            kind: "table".into(),
+            rows: report.rows.get(def.name).copied().unwrap_or(0),
+            bytes,
+            sha256,
+        });
+    }
+    for f in input.manifest.files.iter().filter(|f| f.kind == "raw") {
+        let carried = RAW_CARRIED.iter().any(|s| layout::raw_rel(s) == f.path);
+        if carried {
+            let (src, dst) = (input.dir.join(&f.path), staging.join(&f.path));
+            if let Some(parent) = dst.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| Error::write(parent, e))?;
+            }
+            std::fs::copy(&src, &dst).map_err(|e| Error::write(&dst, e))?;
+            files.push(f.clone());
+            report.raw_carried.push(f.path.clone());
+        } else {
+            report.raw_dropped.push(f.path.clone());
+        }
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut notes = input.manifest.notes.clone();
+    notes.extend(provenance(&report));
+    let source = moved_site(&input.manifest.source, pipeline);
+    if source.site_url != input.manifest.source.site_url {
+        notes.push(Note {
+            kind: "transform".into(),
+            subject: "site_root".into(),
+            message: format!(
+                "a move of the site root: paths are under {} (source site {}); a load maps \
+                 that root onto the destination's",
+                crate::snapshot::site_path(&source.site_url),
+                input.manifest.source.site_url
+            ),
+        });
+    }
+    notes.sort();
+    notes.dedup();
+    let manifest = Manifest {
+        format: FORMAT_NAME.into(),
+        format_version: FORMAT_VERSION,
+        snapshot_id: Manifest::compute_id(&files),
+        tool: ToolInfo::current(),
+        source,
+        started_at: input.manifest.started_at.clone(),
+        finished_at: now_rfc3339(),
+        request: input.manifest.request.clone(),
+        files,
+        counts: pass.counts,
+        blobs: blob_totals,
+        notes,
+        base: input.manifest.base.clone(),
+    };
+    manifest.write(staging)?;
+    if opts.out.exists() {
+        std::fs::remove_dir_all(&opts.out).map_err(|e| Error::write(&opts.out, e))?;
+    }
+    std::fs::rename(staging, &opts.out).map_err(|e| Error::write(&opts.out, e))?;
+    report.snapshot_id = manifest.snapshot_id;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// The source as the output's manifest states it: a `move` of the site root itself (its `from`
+/// is the path of `site_url`, e.g. `/lims` to `/senaite`) moves the site URL's path too, so
+/// that `load` (which maps the snapshot's site root onto the destination's) finds the objects
+/// under the new root. Every other source is kept as it is.
+fn moved_site(src: &SourceInfo, pipeline: &Pipeline) -> SourceInfo {
+    let mut out = src.clone();
+    for s in &pipeline.steps {
+        if let super::spec::Op::Move { from, to } = &s.op {
+            let root = crate::snapshot::site_path(&out.site_url);
+            if *from == root
+                && let Some(base) = out.site_url.strip_suffix(root.as_str())
+            {
+                out.site_url = format!("{base}{to}");
+            }
+        }
+    }
+    out
+}
+
+/// The transform's provenance as manifest notes (kind `transform`).
+fn provenance(r: &TransformReport) -> Vec<Note> {
+    let note = |subject: &str, message: String| Note {
+        kind: "transform".into(),
+        subject: subject.into(),
+        message,
+    };
+    let mut out = vec![
+        note("input_snapshot_id", r.input_snapshot_id.clone()),
+        note("pipeline", r.pipeline.clone()),
+        note("pipeline_sha256", r.pipeline_sha256.clone()),
+    ];
+    let dropped: u64 = r.dropped.values().sum();
+    if dropped > 0 {
+        let per: Vec<String> = r.dropped.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+        out.push(note(
+            "dropped_objects",
+            format!("{dropped} objects dropped ({})", per.join(" ")),
+        ));
+    }
+    if r.dangling_total > 0 {
+        let first: Vec<String> = r
+            .dangling
+            .iter()
+            .take(10)
+            .map(|d| format!("{} {} -> {}", d.uid, d.field, d.target))
+            .collect();
+        out.push(note(
+            "dangling_references",
+            format!(
+                "{} references to dropped objects (first: {})",
+                r.dangling_total,
+                first.join("; ")
+            ),
+        ));
+    }
+    for raw in &r.raw_dropped {
+        out.push(note(
+            raw,
+            "left out: the input's verbatim records, stale after the transform (the tables \
+             hold the transformed data)"
+                .into(),
+        ));
+    }
+    out
+}
+
+fn objects_pass(
+    input: &Path,
+    staging: &Path,
+    pipeline: &Pipeline,
+    ctx: &Context,
+) -> Result<ObjectsPass> {
+    let src_path = input.join(layout::table_rel(OBJECTS.name));
+    let reader = TableReader::open(input, &OBJECTS)?;
+    let mut writer = TableWriter::create(staging, &OBJECTS)?;
+    let mut pass = ObjectsPass::default();
+    std::thread::scope(|scope| -> Result<()> {
+        let (read_tx, read_rx) = sync_channel::<Result<Vec<Vec<Cell>>>>(AHEAD);
+        let (write_tx, write_rx) = sync_channel::<Vec<Vec<Cell>>>(AHEAD);
+        scope.spawn(move || {
+            let mut chunk = Vec::with_capacity(CHUNK_ROWS);
+            for row in reader {
+                match row {
+                    Ok(r) => chunk.push(r),
+                    Err(e) => {
+                        let _closed = read_tx.send(Err(e));
+                        return;
+                    }
+                }
+                if chunk.len() >= CHUNK_ROWS {
+                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_ROWS));
+                    if read_tx.send(Ok(full)).is_err() {
+                        return;
+                    }
+                }
+            }
+            if !chunk.is_empty() {
+                let _closed = read_tx.send(Ok(chunk));
+            }
+        });
+        let writing = scope.spawn(move || -> Result<u64> {
+            for rows in write_rx {
+                for r in rows {
+                    writer.push(r)?;
+                }
+            }
+            writer.finish()
+        });
+        let mut failure = None;
+        for chunk in read_rx {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            };
+            pass.objects_in += chunk.len() as u64;
+            let done: Vec<std::result::Result<Done, String>> = chunk
+                .into_par_iter()
+                .map(|row| transform_row(row, pipeline, ctx))
+                .collect();
+            let mut kept = Vec::with_capacity(done.len());
+            for d in done {
+                match d {
+                    Ok(Done::Kept {
+                        row,
+                        changed,
+                        effects,
+                        state,
+                    }) => {
+                        if let Some(st) = state {
+                            let uid = row[0].as_str().unwrap_or_default().to_string();
+                            pass.state_effects.insert(uid, st);
+                        }
+                        let pt = row[1].as_str().unwrap_or_default();
+                        *pass.counts.entry(pt.to_string()).or_default() += 1;
+                        pass.changed += u64::from(changed);
+                        if !effects.is_empty() {
+                            let uid = row[0].as_str().unwrap_or_default().to_string();
+                            pass.blob_effects.insert(uid, effects);
+                        }
+                        kept.push(row);
+                    }
+                    Ok(Done::Dropped { uid, portal_type }) => {
+                        *pass.dropped_by_type.entry(portal_type).or_default() += 1;
+                        pass.dropped.insert(uid);
+                    }
+                    Err(m) => {
+                        failure = Some(Error::snapshot(&src_path, m));
+                        break;
+                    }
+                }
+            }
+            if failure.is_some() {
+                break;
+            }
+            pass.objects_out += kept.len() as u64;
+            if write_tx.send(kept).is_err() {
+                break;
+            }
+        }
+        drop(write_tx);
+        let written = writing
+            .join()
+            .map_err(|_| Error::snapshot(staging, "the table writer thread panicked"))?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        written?;
+        Ok(())
+    })?;
+    Ok(pass)
+}
+
+fn transform_row(
+    row: Vec<Cell>,
+    pipeline: &Pipeline,
+    ctx: &Context,
+) -> std::result::Result<Done, String> {
+    let mut o = Obj::from_row(row).ok_or("an objects row does not have the objects schema")?;
+    if pipeline.steps.is_empty() {
+        return Ok(Done::Kept {
+            row: o.into_row(),
+            changed: false,
+            effects: Vec::new(),
+            state: None,
+        });
+    }
+    let before = (
+        o.portal_type.clone(),
+        o.path.clone(),
+        o.parent_uid.clone(),
+        o.title.clone(),
+    );
+    let outcome = ops::apply(&pipeline.steps, ctx, &mut o)?;
+    if !outcome.keep {
+        return Ok(Done::Dropped {
+            uid: o.uid,
+            portal_type: o.portal_type,
+        });
+    }
+    let changed = o.dirty
+        || before
+            != (
+                o.portal_type.clone(),
+                o.path.clone(),
+                o.parent_uid.clone(),
+                o.title.clone(),
+            );
+    Ok(Done::Kept {
+        row: o.into_row(),
+        changed,
+        effects: outcome.blob_effects,
+        state: outcome.state,
+    })
+}
+
+type SideResult = (&'static str, u64, u64, BTreeSet<String>);
+
+/// Copies the other tables, each on its own thread: rows of dropped objects are left out,
+/// `blobs` rows follow renamed or removed file fields.
+fn side_tables(
+    input: &Path,
+    staging: &Path,
+    pass: &ObjectsPass,
+    groups: Option<&PrefixSet>,
+) -> Result<Vec<SideResult>> {
+    let groups = groups.filter(|p| p.groups);
+    let defs: Vec<&'static TableDef> = ALL_TABLES
+        .iter()
+        .copied()
+        .filter(|d| d.name != OBJECTS.name)
+        .collect();
+    let results: Vec<Result<SideResult>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = defs
+            .iter()
+            .map(|def| scope.spawn(move || copy_table(input, staging, def, pass, groups)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::snapshot(staging, "a table thread panicked")))
+            })
+            .collect()
+    });
+    results.into_iter().collect()
+}
+
+fn copy_table(
+    input: &Path,
+    staging: &Path,
+    def: &'static TableDef,
+    pass: &ObjectsPass,
+    groups: Option<&PrefixSet>,
+) -> Result<SideResult> {
+    let per_object = SIDE_TABLES.contains(&def.name);
+    let is_blobs = def.name == BLOBS.name;
+    let (field_col, sha_col) = (
+        BLOBS.col("field").unwrap_or(1),
+        BLOBS.col("sha256").unwrap_or(5),
+    );
+    let mut w = TableWriter::create(staging, def)?;
+    let mut renamer = GroupRenamer::new(def);
+    let mut dropped = 0u64;
+    let mut shas = BTreeSet::new();
+    let mut states = (def.name == WORKFLOW_STATES.name).then(|| StateMerge::new(pass));
+    for row in TableReader::open(input, def)? {
+        let mut row = row?;
+        if let Some(m) = &mut states {
+            m.push(&mut w, row)?;
+            continue;
+        }
+        if per_object {
+            let uid = row.first().and_then(Cell::as_str).unwrap_or_default();
+            if pass.dropped.contains(uid) {
+                dropped += 1;
+                continue;
+            }
+            if is_blobs && let Some(effects) = pass.blob_effects.get(uid) {
+                let field = row
+                    .get(field_col)
+                    .and_then(Cell::as_str)
+                    .unwrap_or_default();
+                match effects.iter().find(|(old, _)| old == field) {
+                    Some((_, None)) => {
+                        dropped += 1;
+                        continue;
+                    }
+                    Some((_, Some(new))) => row[field_col] = Cell::s(new.as_str()),
+                    None => {}
+                }
+            }
+        }
+        if is_blobs && let Some(sha) = row.get(sha_col).and_then(Cell::as_str) {
+            shas.insert(sha.to_string());
+        }
+        match groups {
+            Some(g) => renamer.push(&mut w, row, g)?,
+            None => w.push(row)?,
+        }
+    }
+    renamer.flush(&mut w)?;
+    if let Some(m) = &mut states {
+        m.finish(&mut w)?;
+        dropped += m.replaced;
+    }
+    let rows = w.finish()?;
+    Ok((def.name, rows, dropped, shas))
+}
+
+/// Copies `workflow_states` (sorted by uid, workflow) with the rows of objects `map_states`
+/// set replaced by their one row, merged in uid order; rows of dropped objects are left out.
+struct StateMerge<'a> {
+    pass: &'a ObjectsPass,
+    pending: std::collections::btree_map::Iter<'a, String, StateRow>,
+    next: Option<(&'a String, &'a StateRow)>,
+    /// Input rows of dropped objects left out.
+    replaced: u64,
+}
+
+impl<'a> StateMerge<'a> {
+    fn new(pass: &'a ObjectsPass) -> StateMerge<'a> {
+        let mut pending = pass.state_effects.iter();
+        let next = pending.next();
+        StateMerge {
+            pass,
+            pending,
+            next,
+            replaced: 0,
+        }
+    }
+
+    /// Writes the set rows of uids sorting before `bound` (`inclusive`: up to and including
+    /// it; all when `None`).
+    fn flush(&mut self, w: &mut TableWriter, bound: Option<&str>, inclusive: bool) -> Result<()> {
+        while let Some((uid, (wf, state))) = self.next {
+            if let Some(b) = bound
+                && (uid.as_str() > b || (!inclusive && uid.as_str() == b))
+            {
+                break;
+            }
+            w.push(vec![
+                Cell::s(uid.as_str()),
+                Cell::s(wf.as_str()),
+                Cell::Str(state.clone()),
+                Cell::Str(None),
+            ])?;
+            self.next = self.pending.next();
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, w: &mut TableWriter, row: Vec<Cell>) -> Result<()> {
+        let uid = row
+            .first()
+            .and_then(Cell::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let dropped = self.pass.dropped.contains(&uid);
+        if dropped || self.pass.state_effects.contains_key(&uid) {
+            self.replaced += u64::from(dropped);
+            return self.flush(w, Some(&uid), true);
+        }
+        self.flush(w, Some(&uid), false)?;
+        w.push(row)
+    }
+
+    fn finish(&mut self, w: &mut TableWriter) -> Result<()> {
+        self.flush(w, None, true)
+    }
+}
+
+/// Renames the groups `prefix_ids` renames (`groups = true`: the Plone group of each prefixed
+/// client) wherever a group id appears: `groups.id`, `users.groups`, `local_roles.principal`.
+/// Renamed rows keep each table's order: `groups` is re-sorted whole (it is small),
+/// `local_roles` per object (sorted by uid, then principal).
+struct GroupRenamer {
+    table: &'static str,
+    pending: Vec<Vec<Cell>>,
+}
+
+impl GroupRenamer {
+    fn new(def: &'static TableDef) -> GroupRenamer {
+        GroupRenamer {
+            table: def.name,
+            pending: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, w: &mut TableWriter, mut row: Vec<Cell>, g: &PrefixSet) -> Result<()> {
+        match self.table {
+            "groups" => {
+                if let Some(new) = row[0].as_str().and_then(|id| g.group(id)) {
+                    row[0] = Cell::s(new);
+                }
+                self.pending.push(row);
+                Ok(())
+            }
+            "users" => {
+                let col = USERS.col("groups").unwrap_or(4);
+                if let Cell::StrList(list) = &mut row[col] {
+                    for name in list.iter_mut() {
+                        if let Some(new) = g.group(name) {
+                            *name = new;
+                        }
+                    }
+                }
+                w.push(row)
+            }
+            "local_roles" => {
+                if let Some(new) = row[1].as_str().and_then(|p| g.group(p)) {
+                    row[1] = Cell::s(new);
+                }
+                if self.pending.first().is_some_and(|p| p[0] != row[0]) {
+                    self.flush(w)?;
+                }
+                self.pending.push(row);
+                Ok(())
+            }
+            _ => w.push(row),
+        }
+    }
+
+    fn flush(&mut self, w: &mut TableWriter) -> Result<()> {
+        let col = if self.table == "local_roles" { 1 } else { 0 };
+        let mut rows = std::mem::take(&mut self.pending);
+        rows.sort_by(|a, b| a[col].as_str().cmp(&b[col].as_str()));
+        for r in rows {
+            w.push(r)?;
+        }
+        Ok(())
+    }
+}
+
+/// References from kept objects to dropped ones, and kept objects whose parent was dropped.
+fn dangling_pass(
+    staging: &Path,
+    dropped: &HashSet<String>,
+    report: &mut TransformReport,
+) -> Result<()> {
+    let (c_uid, c_parent, c_fields) = (
+        OBJECTS.col("uid").unwrap_or(0),
+        OBJECTS.col("parent_uid").unwrap_or(3),
+        OBJECTS.col("fields").unwrap_or(11),
+    );
+    let mut found: Vec<DanglingRef> = Vec::new();
+    for row in TableReader::open(staging, &OBJECTS)? {
+        let row = row?;
+        let uid = row[c_uid].as_str().unwrap_or_default();
+        if row[c_parent].as_str().is_some_and(|p| dropped.contains(p)) {
+            report.orphans += 1;
+        }
+        let text = row[c_fields].as_str().unwrap_or("{}");
+        let Ok(Value::Object(fields)) = crate::jsonx::parse_lenient(text.as_bytes()) else {
+            continue;
+        };
+        for (field, v) in fields {
+            if field == "parent_uid" {
+                continue;
+            }
+            let mut targets = Vec::new();
+            reference_targets(&v, &mut targets);
+            for t in targets {
+                if dropped.contains(&t) {
+                    report.dangling_total += 1;
+                    if found.len() < DANGLING_SHOWN {
+                        found.push(DanglingRef {
+                            uid: uid.to_string(),
+                            field: field.clone(),
+                            target: t,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    found.sort();
+    report.dangling = found;
+    Ok(())
+}
+
+/// UIDs a field value references: reference dicts `{"uid": ...}` at any depth, and bare
+/// 32-hex strings (Dexterity UID reference fields and `*UID` copies hold plain uids).
+pub(super) fn reference_targets(v: &Value, out: &mut Vec<String>) {
+    let is_uid = |u: &str| u.len() == 32 && u.bytes().all(|b| b.is_ascii_hexdigit());
+    match v {
+        Value::String(s) if is_uid(s) => out.push(s.clone()),
+        Value::Object(m) => m.values().for_each(|x| reference_targets(x, out)),
+        Value::Array(a) => a.iter().for_each(|x| reference_targets(x, out)),
+        _ => {}
+    }
+}
+
+/// Links (or copies) the blob files the output's rows name.
+fn link_blobs(from: &Path, to: &Path, shas: &BTreeSet<String>) -> Result<BlobTotals> {
+    let mut totals = BlobTotals::default();
+    for sha in shas {
+        let (src, dst): (PathBuf, PathBuf) =
+            (blobs::blob_path(from, sha), blobs::blob_path(to, sha));
+        if !src.is_file() {
+            return Err(Error::snapshot(src, "blob file named by a row is missing"));
+        }
+        totals.count += 1;
+        totals.bytes += blobs::link_blob(&src, &dst)?;
+    }
+    Ok(totals)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::table::LOCAL_ROLES;
+
+    #[test]
+    fn a_move_of_the_site_root_moves_the_site_url() {
+        let p = super::super::spec::parse(
+            Path::new("p.toml"),
+            b"name = \"x\"\n[[steps]]\nop = \"move\"\nfrom = \"/lims\"\nto = \"/senaite\"\n",
+        )
+        .unwrap();
+        let src = SourceInfo {
+            kind: "bika".into(),
+            site_url: "http://127.0.0.1:8095/lims".into(),
+            ..SourceInfo::default()
+        };
+        assert_eq!(
+            moved_site(&src, &p).site_url,
+            "http://127.0.0.1:8095/senaite"
+        );
+        let other = SourceInfo {
+            site_url: "http://127.0.0.1:8095/lab".into(),
+            ..src
+        };
+        assert_eq!(moved_site(&other, &p).site_url, "http://127.0.0.1:8095/lab");
+    }
+
+    #[test]
+    fn set_states_replace_an_objects_rows_in_uid_order() {
+        let mut pass = ObjectsPass::default();
+        pass.dropped.insert("c".into());
+        pass.state_effects
+            .insert("b".into(), ("new_wf".into(), Some("cancelled".into())));
+        pass.state_effects
+            .insert("e".into(), ("new_wf".into(), Some("inactive".into())));
+        let row = |uid: &str, wf: &str, st: &str| {
+            vec![Cell::s(uid), Cell::s(wf), Cell::s(st), Cell::Str(None)]
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = TableWriter::create(dir.path(), &WORKFLOW_STATES).unwrap();
+        let mut m = StateMerge::new(&pass);
+        for r in [
+            row("a", "wf", "active"),
+            row("b", "bika_ar_workflow", "sample_due"),
+            row("b", "bika_cancellation_workflow", "cancelled"),
+            row("c", "wf", "active"),
+            row("d", "wf", "active"),
+        ] {
+            m.push(&mut w, r).unwrap();
+        }
+        m.finish(&mut w).unwrap();
+        assert_eq!(m.replaced, 1);
+        w.finish().unwrap();
+        let back: Vec<(String, String, String)> =
+            TableReader::read_all(dir.path(), &WORKFLOW_STATES)
+                .unwrap()
+                .into_iter()
+                .map(|r| {
+                    (
+                        r[0].as_str().unwrap().into(),
+                        r[1].as_str().unwrap().into(),
+                        r[2].as_str().unwrap().into(),
+                    )
+                })
+                .collect();
+        let want: Vec<(String, String, String)> = [
+            ("a", "wf", "active"),
+            ("b", "new_wf", "cancelled"),
+            ("d", "wf", "active"),
+            ("e", "new_wf", "inactive"),
+        ]
+        .iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect();
+        assert_eq!(back, want);
+    }
+
+    #[test]
+    fn renamed_group_principals_keep_local_roles_sorted_per_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = PrefixSet {
+            prefix: "LABB-".into(),
+            ids: ["client-1".to_string()].into(),
+            groups: true,
+            ..PrefixSet::default()
+        };
+        let row = |uid: &str, p: &str| {
+            vec![
+                Cell::s(uid),
+                Cell::s(p),
+                Cell::s("group"),
+                Cell::StrList(vec!["Owner".into()]),
+                Cell::StrList(vec![]),
+                Cell::Bool(Some(true)),
+            ]
+        };
+        let mut w = TableWriter::create(dir.path(), &LOCAL_ROLES).unwrap();
+        let mut r = GroupRenamer::new(&LOCAL_ROLES);
+        for (u, p) in [
+            ("a", "Analysts"),
+            ("a", "client-1"),
+            ("a", "Zed"),
+            ("b", "client-1"),
+        ] {
+            r.push(&mut w, row(u, p), &g).unwrap();
+        }
+        r.flush(&mut w).unwrap();
+        w.finish().unwrap();
+        let back: Vec<(String, String)> = TableReader::read_all(dir.path(), &LOCAL_ROLES)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r[0].as_str().unwrap().into(), r[1].as_str().unwrap().into()))
+            .collect();
+        let want = [
+            ("a", "Analysts"),
+            ("a", "LABB-client-1"),
+            ("a", "Zed"),
+            ("b", "LABB-client-1"),
+        ];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        assert_eq!(back, want);
+    }
+}
