@@ -24,6 +24,7 @@ const OPS: &[&str] = &[
     "redact",
     "fold_fields",
     "map_states",
+    "nest_fields",
 ];
 
 /// Collects the problems of one pipeline file.
@@ -56,6 +57,7 @@ fn allowed(op: &str) -> &'static [&'static str] {
         "redact" => &["types", "fields", "method", "with", "salt_env", "salt_file"],
         "fold_fields" => &["types", "via", "from_types", "fields"],
         "map_states" => &["types", "workflow", "states", "when"],
+        "nest_fields" => &["types", "fields", "into", "null_as"],
         _ => &[],
     }
 }
@@ -260,7 +262,44 @@ impl Checker {
                     when,
                 }
             }
+            "nest_fields" => self.nest_fields(s)?,
             _ => return None,
+        })
+    }
+
+    fn nest_fields(&mut self, s: &StepCtx<'_>) -> Option<Op> {
+        let types = self.strs(s, "types");
+        let into = self.req_str(s, "into");
+        if let Some(i) = &into {
+            self.not_identity(s, "into", i);
+        }
+        let mut fields = Vec::new();
+        let mut keys = std::collections::BTreeSet::new();
+        for (k, v) in self.table(s, "fields", true)? {
+            let key = format!("fields.{k}");
+            self.not_identity(s, &key, k);
+            match v.as_str() {
+                Some(to) if !to.is_empty() => {
+                    if !keys.insert(to.to_string()) {
+                        self.at(s, &key, format!("dict key {to:?} is given twice"));
+                    }
+                    fields.push((k.clone(), to.to_string()));
+                }
+                _ => self.at(s, &key, "must be a non-empty string (the key in the dict)"),
+            }
+        }
+        if fields.is_empty() {
+            self.at(s, "fields", "needs at least one field { Source = \"key\" }");
+        }
+        let null_as = match s.t.get("null_as") {
+            None => None,
+            Some(v) => Some(self.json(s, "null_as", v)?),
+        };
+        Some(Op::NestFields {
+            types,
+            fields,
+            into: into?,
+            null_as,
         })
     }
 
@@ -339,7 +378,7 @@ impl Checker {
         if let Some(t) = self.table(s, "values", false) {
             for (k, v) in t {
                 if let Some(j) = self.json(s, &format!("values.{k}"), v) {
-                    values.insert(k.clone(), j);
+                    values.insert(k.clone(), null_marks(j));
                 }
             }
         }
@@ -614,5 +653,16 @@ impl Checker {
                 None
             }
         }
+    }
+}
+
+/// `map_values` targets: the string `"$null"` (at any depth) stands for JSON null, as in the
+/// records of a `[[test]]` (TOML has no null).
+fn null_marks(v: Value) -> Value {
+    match v {
+        Value::String(s) if s == "$null" => Value::Null,
+        Value::Array(a) => Value::Array(a.into_iter().map(null_marks).collect()),
+        Value::Object(m) => Value::Object(m.into_iter().map(|(k, v)| (k, null_marks(v))).collect()),
+        other => other,
     }
 }

@@ -258,6 +258,16 @@ pub(crate) fn apply(steps: &[Step], ctx: &Context, o: &mut Obj) -> Result<Outcom
                     fold_fields(o, via, fields, sources)?;
                 }
             }
+            Op::NestFields {
+                types,
+                fields,
+                into,
+                null_as,
+            } => {
+                if of_type(types, o) {
+                    nest_fields(o, fields, into, null_as.as_ref(), &mut out)?;
+                }
+            }
             Op::MapStates {
                 types,
                 workflow,
@@ -273,6 +283,43 @@ pub(crate) fn apply(steps: &[Step], ctx: &Context, o: &mut Obj) -> Result<Outcom
         }
     }
     Ok(out)
+}
+
+/// `nest_fields`: moves the source fields into one dict under `into` (replacing what `into`
+/// held). Nothing changes when the object has none of the source fields.
+fn nest_fields(
+    o: &mut Obj,
+    fields: &[(String, String)],
+    into: &str,
+    null_as: Option<&Value>,
+    out: &mut Outcome,
+) -> Result<(), String> {
+    if !fields.iter().any(|(from, _)| o.may_have(from)) {
+        return Ok(());
+    }
+    let f = o.fields()?;
+    if !fields.iter().any(|(from, _)| f.contains_key(from)) {
+        return Ok(());
+    }
+    let mut dict = Map::new();
+    for (from, key) in fields {
+        let v = match f.remove(from) {
+            Some(v) if is_file(&v) => {
+                out.blob_effects.push((from.clone(), None));
+                v
+            }
+            Some(v) => v,
+            None => Value::Null,
+        };
+        let v = match (v, null_as) {
+            (Value::Null, Some(n)) => n.clone(),
+            (v, _) => v,
+        };
+        dict.insert(key.clone(), v);
+    }
+    f.insert(into.to_string(), Value::Object(dict));
+    o.dirty = true;
+    Ok(())
 }
 
 /// The uid a reference value names: a `{"uid": ...}` dict or a bare uid string.
@@ -577,6 +624,67 @@ mod tests {
             label: "t".into(),
             op,
         }]
+    }
+
+    #[test]
+    fn nest_fields_gathers_fields_into_one_dict_and_reads_null_as_given() {
+        let steps = step(Op::NestFields {
+            types: vec!["SamplePoint".into()],
+            fields: vec![
+                ("Latitude".into(), "latitude".into()),
+                ("Longitude".into(), "longitude".into()),
+            ],
+            into: "location".into(),
+            null_as: Some(Value::from("")),
+        });
+        let ctx = Context::default();
+        let mut o = obj(
+            "SamplePoint",
+            "/senaite/setup/samplepoints/samplepoint-1",
+            serde_json::json!({"Latitude": null, "Longitude": "12.5", "location": null, "Elevation": "120 m"}),
+        );
+        let out = apply(&steps, &ctx, &mut o).unwrap();
+        assert!(out.keep);
+        let f = o.fields().unwrap().clone();
+        assert_eq!(
+            f.get("location"),
+            Some(&serde_json::json!({"latitude": "", "longitude": "12.5"}))
+        );
+        assert!(!f.contains_key("Latitude") && !f.contains_key("Longitude"));
+        assert_eq!(f.get("Elevation"), Some(&Value::from("120 m")));
+        assert!(o.dirty);
+
+        // Without null_as a missing source reads null; other types and objects without any
+        // source field are left alone.
+        let bare = step(Op::NestFields {
+            types: vec![],
+            fields: vec![
+                ("Latitude".into(), "latitude".into()),
+                ("Longitude".into(), "longitude".into()),
+            ],
+            into: "location".into(),
+            null_as: None,
+        });
+        let mut half = obj("SamplePoint", "/s/p", serde_json::json!({"Latitude": "1"}));
+        apply(&bare, &ctx, &mut half).unwrap();
+        assert_eq!(
+            half.fields().unwrap().get("location"),
+            Some(&serde_json::json!({"latitude": "1", "longitude": null}))
+        );
+        let mut none = obj("SamplePoint", "/s/q", serde_json::json!({"location": "x"}));
+        apply(&bare, &ctx, &mut none).unwrap();
+        assert!(!none.dirty);
+        assert_eq!(
+            none.fields().unwrap().get("location"),
+            Some(&Value::from("x"))
+        );
+        let mut other = obj("SampleType", "/s/t", serde_json::json!({"Latitude": "1"}));
+        apply(&steps, &ctx, &mut other).unwrap();
+        assert!(!other.dirty);
+        assert_eq!(
+            other.fields().unwrap().get("Latitude"),
+            Some(&Value::from("1"))
+        );
     }
 
     #[test]

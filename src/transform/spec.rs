@@ -153,6 +153,17 @@ pub(crate) enum Op {
         /// (source field, target field).
         fields: Vec<(String, String)>,
     },
+    /// Gathers several fields into one dict field (SENAITE 1.x SamplePoint `Latitude` and
+    /// `Longitude` into the 2.6 `location` {latitude, longitude}): each source field is removed
+    /// and its value stored under its new key; a missing or null source reads `null_as` when
+    /// given. Objects holding none of the source fields are left as they are.
+    NestFields {
+        types: Vec<String>,
+        /// (source field, key in the dict), in file order.
+        fields: Vec<(String, String)>,
+        into: String,
+        null_as: Option<Value>,
+    },
     /// Puts an object's state under one workflow: the row's `review_state` mapped by `states`,
     /// overridden by a state field's value listed in `when` (a merged parallel workflow, e.g.
     /// `cancellation_state = { cancelled = "cancelled" }`); its `workflow_states` rows become
@@ -428,6 +439,59 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok.step_count(), 1);
+    }
+
+    #[test]
+    fn nest_fields_is_checked_and_dollar_null_maps_to_null() {
+        let p = problems(
+            r#"
+            name = "x"
+            [[steps]]
+            name = "location"
+            op = "nest_fields"
+            fields = { Latitude = "latitude", Longitude = "latitude", uid = "u", Elevation = 3 }
+            null_as = 2025-01-31
+            extra = 1
+            "#,
+        );
+        let keys: Vec<(Option<usize>, &str)> = p.iter().map(|p| (p.step, p.key.as_str())).collect();
+        for want in [
+            (Some(1), "into"),
+            (Some(1), "fields.Longitude"),
+            (Some(1), "fields.uid"),
+            (Some(1), "fields.Elevation"),
+            (Some(1), "null_as"),
+            (Some(1), "extra"),
+        ] {
+            assert!(keys.contains(&want), "{want:?} missing: {p:?}");
+        }
+        assert_eq!(p.len(), 6, "{p:?}");
+        assert!(p.iter().all(|p| p.step_name.as_deref() == Some("location")));
+        let ok = parse(
+            Path::new("p.toml"),
+            br#"
+            name = "x"
+            [[steps]]
+            op = "nest_fields"
+            types = ["SamplePoint"]
+            fields = { Latitude = "latitude", Longitude = "longitude" }
+            into = "location"
+            null_as = ""
+            [[steps]]
+            op = "map_values"
+            field = "AdmittedStickerTemplates"
+            values = { "null" = [{ admitted = [], small_default = "$null" }] }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(ok.step_count(), 2);
+        match &ok.steps[1].op {
+            Op::MapValues { values, .. } => assert_eq!(
+                values.get("null"),
+                Some(&serde_json::json!([{"admitted": [], "small_default": null}]))
+            ),
+            other => panic!("not map_values: {other:?}"),
+        }
     }
 
     #[test]

@@ -573,3 +573,88 @@ fn transform_inline_test_failure_is_reported_readably() {
         "{text}"
     );
 }
+
+#[test]
+fn transform_nest_fields_gathers_sample_point_fields_into_one_dict() {
+    let dir = TestDir::new("tf-nest");
+    let (out, r) = run(
+        &dir,
+        "out",
+        "name = \"nest\"\n[[steps]]\nop = \"nest_fields\"\ntypes = [\"SamplePoint\"]\n\
+         fields = { elevation = \"elevation\", composite = \"composite\" }\n\
+         into = \"site\"\nnull_as = \"\"\n",
+    );
+    let before = objects(&demo());
+    let after = objects(&out);
+    let mut points = 0;
+    for (uid, row) in &after {
+        let old = &before[uid];
+        if old[col("portal_type")].as_str() != Some("SamplePoint") {
+            assert_eq!(old, row, "{uid}: not a sample point, must be untouched");
+            continue;
+        }
+        points += 1;
+        let (was, now) = (fields(old), fields(row));
+        assert!(!now.contains_key("elevation") && !now.contains_key("composite"));
+        let or_empty = |k: &str| match was.get(k) {
+            None | Some(Value::Null) => json!(""),
+            Some(v) => v.clone(),
+        };
+        assert_eq!(
+            now.get("site"),
+            Some(&json!({"elevation": or_empty("elevation"), "composite": or_empty("composite")})),
+            "{uid}"
+        );
+        assert_eq!(
+            now.get("location"),
+            was.get("location"),
+            "{uid}: location kept"
+        );
+    }
+    assert_eq!(points, 2);
+    assert_eq!((r.objects_out, r.objects_changed), (93, 2));
+    assert_hashes(&out);
+    assert_intact(&out);
+}
+
+#[test]
+fn transform_senaite1_pipeline_puts_1x_sample_states_under_the_2x_workflow() {
+    use senaite_sync::snapshot::table::WORKFLOW_STATES;
+    let dir = TestDir::new("tf-1x-wf");
+    // The demo with its samples' states under SENAITE 1.3's workflow id, as a 1.x extract has them.
+    let mut t = crate::diff::read_tables(&demo());
+    let mut samples = BTreeMap::new();
+    let ars: BTreeSet<String> = t["objects"]
+        .iter()
+        .filter(|r| r[col("portal_type")].as_str() == Some("AnalysisRequest"))
+        .map(|r| r[0].as_str().unwrap().to_string())
+        .collect();
+    for s in t.get_mut("workflow_states").unwrap() {
+        if ars.contains(s[0].as_str().unwrap()) {
+            assert_eq!(s[1].as_str(), Some("senaite_sample_workflow"));
+            s[1] = Cell::s("bika_ar_workflow");
+            samples.insert(s[0].as_str().unwrap().to_string(), s[2].clone());
+        }
+    }
+    assert_eq!(samples.len(), 6);
+    let input = dir.join("in-1x");
+    crate::diff::write_tables(&input, t, &demo(), &[]);
+    let out = dir.join("out");
+    transform::run(&TransformOptions {
+        input,
+        pipeline: root().join("pipelines/senaite1-to-senaite26.toml"),
+        out: out.clone(),
+        force: false,
+    })
+    .unwrap();
+    let mut seen = 0;
+    for s in TableReader::read_all(&out, &WORKFLOW_STATES).unwrap() {
+        if let Some(state) = samples.get(s[0].as_str().unwrap()) {
+            assert_eq!(s[1].as_str(), Some("senaite_sample_workflow"));
+            assert_eq!(&s[2], state, "{:?}: state kept", s[0]);
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 6);
+    assert_intact(&out);
+}
