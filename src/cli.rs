@@ -225,10 +225,11 @@ pub struct ExtractArgs {
     /// netrc-style credentials file (default ~/.netrc).
     #[arg(long = "netrc", value_name = "FILE")]
     pub netrc: Option<PathBuf>,
-    /// Concurrent requests to the source. A SENAITE served by one Zope process answers on one
-    /// core: more than 2 rarely helps it; raise it for ZEO clusters.
-    #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 2)]
-    pub jobs: usize,
+    /// Concurrent requests to the source [default: 2; 1 for a BIKA source]. A SENAITE served by
+    /// one Zope process answers on one core: more than 2 rarely helps it; raise it for ZEO
+    /// clusters.
+    #[arg(short = 'j', long = "jobs", value_name = "N")]
+    pub jobs: Option<usize>,
     /// Complete records per page.
     #[arg(long = "page-size", value_name = "N", default_value_t = 250)]
     pub page_size: u64,
@@ -546,10 +547,9 @@ impl ExtractArgs {
     /// # Errors
     /// Bad values, or no credentials.
     pub fn into_options(self) -> Result<ExtractOptions> {
-        if self.jobs == 0 || self.jobs > 64 {
+        if let Some(jobs) = self.jobs.filter(|j| *j == 0 || *j > 64) {
             return Err(Error::Usage(format!(
-                "--jobs must be between 1 and 64, not {}",
-                self.jobs
+                "--jobs must be between 1 and 64, not {jobs}"
             )));
         }
         if self.page_size == 0 || self.page_size > 5000 {
@@ -560,7 +560,10 @@ impl ExtractArgs {
         }
         let creds = resolve_credentials(&self.url, self.user, self.netrc)?;
         let mut o = ExtractOptions::new(&self.url, self.out, creds);
-        o.jobs = self.jobs;
+        if let Some(jobs) = self.jobs {
+            o.jobs = jobs;
+            o.jobs_given = true;
+        }
         o.page_size = self.page_size;
         o.include_types = self.include_type;
         o.exclude_types = self.exclude_type;

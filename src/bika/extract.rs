@@ -210,10 +210,13 @@ pub fn run(opts: &ExtractOptions, progress: &Progress) -> Result<ExtractReport> 
             s
         }
     };
+    // One Zope process serves one Python request at a time: two large reads in flight cost
+    // the server more CPU than they save (benches/README.md), so one job unless asked.
+    let jobs = if opts.jobs_given { opts.jobs.max(1) } else { 1 };
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.jobs.max(1))
+        .num_threads(jobs)
         .build()
-        .map_err(|e| Error::Usage(format!("cannot start {} workers: {e}", opts.jobs)))?;
+        .map_err(|e| Error::Usage(format!("cannot start {jobs} workers: {e}")))?;
     let pages = Pages {
         client: &client,
         staging: &staging,

@@ -68,6 +68,9 @@ pub struct ExtractOptions {
     pub exclude_paths: Vec<String>,
     /// Concurrent requests.
     pub jobs: usize,
+    /// Whether `jobs` was asked for (`-j`) rather than left at its default: a BIKA source is
+    /// read with one job unless asked (one Zope process serves one request at a time there).
+    pub jobs_given: bool,
     /// Complete records per page.
     pub page_size: u64,
     /// Review-history precision.
@@ -103,6 +106,7 @@ impl ExtractOptions {
             include_paths: Vec::new(),
             exclude_paths: Vec::new(),
             jobs: 2,
+            jobs_given: false,
             page_size: 250,
             history: HistoryMode::Exact,
             local_roles: LocalRolesMode::Containers,
