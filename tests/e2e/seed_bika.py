@@ -17,6 +17,9 @@ Modelled on ../shared/bika/record.py, but through bika.lims' own legacy API only
              seed-lakeside (client LS, Mg, received)
   attachment an Attachment with a binary file (multipart upload), referenced by
              seed-submitted's Attachment field
+  users      Plone users analyst1 (Analyst) and labmanager1 (LabManager), added through
+             the ZMI of acl_users (neither JSON API creates users; the ZMI forms need a
+             session cookie and their csrf_token)
 
   --samples N  N more analysis requests for benchmarks (benches/real_bika/), told apart
              by ClientSampleID bulk-00001 ...: clients HH and LS in turn, Water, Calcium and
@@ -29,6 +32,8 @@ only when the object is not yet in the target state. Prints what it did.
 """
 import argparse
 import base64
+import http.cookiejar
+import re
 import json
 import sys
 import urllib.error
@@ -234,6 +239,45 @@ sub = ars_by_csid()["seed-submitted"]
 if att["UID"] not in (sub.get("Attachment_uid") or []):
     post("update", {"obj_path": rel(sub["path"]), "Attachment": "uid:" + att["UID"]})
     print("linked attachment to %s" % sub["id"])
+
+# --- users (ZMI forms of acl_users: a cookie session and each form's csrf_token)
+ZMI = urllib.request.build_opener(
+    urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+
+
+def zmi(path, form=None):
+    data = urllib.parse.urlencode(form, doseq=True).encode() if form is not None else None
+    req = urllib.request.Request(SITE + path, data=data)
+    req.add_header("Authorization", AUTH)
+    try:
+        return ZMI.open(req, timeout=120).read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as e:
+        sys.exit("%s -> HTTP %d: %s" % (path, e.code, e.read()[:300]))
+
+
+def csrf(path):
+    m = re.search(r'name="csrf_token" value="([^"]*)"', zmi(path))
+    if not m:
+        sys.exit("%s: no csrf_token in the form" % path)
+    return m.group(1)
+
+
+for user_id, role in [("analyst1", "Analyst"), ("labmanager1", "LabManager")]:
+    have = post("getusers", {"roles:list": role}).get("users") or []
+    if any(u.get("userid") == user_id for u in have):
+        continue
+    token = csrf("/acl_users/source_users/manage_users?adding=1")
+    password = "Seed-" + uuid.uuid4().hex
+    zmi("/acl_users/source_users/manage_addUser",
+        {"user_id": user_id, "login_name": user_id, "password": password,
+         "confirm": password, "csrf_token": token})
+    token = csrf("/acl_users/portal_role_manager/manage_roles?role_id=%s&assign=1" % role)
+    zmi("/acl_users/portal_role_manager/manage_assignRoleToPrincipals",
+        {"role_id": role, "principal_ids:list": [user_id], "csrf_token": token})
+    have = post("getusers", {"roles:list": role}).get("users") or []
+    if not any(u.get("userid") == user_id for u in have):
+        sys.exit("user %s was not created with role %s" % (user_id, role))
+    print("created user", user_id, role)
 
 # --- bulk samples for benchmarks (--samples N)
 if args.samples:

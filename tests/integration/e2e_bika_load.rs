@@ -92,7 +92,8 @@ impl Sites {
         v.as_object().filter(|m| m.contains_key("uid")).cloned()
     }
 
-    fn dest_users(&self) -> BTreeSet<String> {
+    /// The destination's users with their roles.
+    fn dest_users(&self) -> BTreeMap<String, BTreeSet<String>> {
         let v: Value = self
             .http
             .get(format!("{}/@@API/senaite/v1/users", self.dest))
@@ -106,7 +107,15 @@ impl Sites {
             .as_array()
             .unwrap()
             .iter()
-            .filter_map(|u| u["username"].as_str().map(str::to_string))
+            .filter_map(|u| {
+                let roles = u["roles"]
+                    .as_array()
+                    .map(|r| r.iter().filter_map(Value::as_str).map(str::to_string))
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                Some((u["username"].as_str()?.to_string(), roles))
+            })
             .collect()
     }
 }
@@ -389,7 +398,19 @@ fn a_bika_lab_arrives_in_senaite_26() {
         .collect();
     let dest_users = s.dest_users();
     for u in &users {
-        assert!(dest_users.contains(u), "user {u} did not arrive");
+        assert!(dest_users.contains_key(u), "user {u} did not arrive");
+    }
+    // tests/e2e/seed_bika.py creates these two: the check above must not pass on an empty table.
+    for (user, role) in [("analyst1", "Analyst"), ("labmanager1", "LabManager")] {
+        assert!(
+            users.iter().any(|u| u == user),
+            "the seeded BIKA user {user} is not in the snapshot's users table: {users:?}"
+        );
+        let roles = &dest_users[user];
+        assert!(
+            roles.contains(role),
+            "user {user} arrived without its role {role}: {roles:?}"
+        );
     }
 }
 
