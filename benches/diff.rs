@@ -60,27 +60,13 @@ rows = con.sql("SELECT DISTINCT uid FROM (" + " UNION ALL ".join(parts) + ") ORD
 print(json.dumps({"objects": len(rows)}))
 "#;
 
+#[path = "harness.rs"]
+mod harness;
+
 fn main() {
-    let sizes: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    let sizes = if sizes.is_empty() {
-        vec![1_000_000]
-    } else {
-        sizes
-    };
+    let sizes = harness::sizes_or(&[1_000_000]);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let status = Command::new("cargo")
-        .args(["build", "--release", "--bin", "senaite-sync"])
-        .current_dir(root)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let bin = target.join("release/senaite-sync");
+    let (target, bin) = harness::release_binary(root);
     let python = python();
     for n in sizes {
         let dir = target.join(format!("diff-bench/n{n}-g{GENERATION}"));
@@ -191,26 +177,11 @@ fn measure(mut cmd: Command) -> (Measured, String) {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let status_path = format!("/proc/{}/status", child.id());
-    let mut peak = 0u64;
-    loop {
-        if let Ok(text) = std::fs::read_to_string(&status_path) {
-            for line in text.lines() {
-                if let Some(v) = line.strip_prefix("VmHWM:") {
-                    let kb: u64 = v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
-                    peak = peak.max(kb);
-                }
-            }
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(
-                status.code().is_some_and(|c| c <= 1),
-                "{cmd:?} failed: {status}"
-            );
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let (status, peak) = harness::wait_with_peak_rss(&mut child, Duration::from_millis(10));
+    assert!(
+        status.code().is_some_and(|c| c <= 1),
+        "{cmd:?} failed: {status}"
+    );
     let secs = started.elapsed().as_secs_f64();
     let out = std::fs::read_to_string(out_file.path()).unwrap();
     (Measured { secs, rss_kb: peak }, out)

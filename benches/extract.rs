@@ -21,31 +21,17 @@ use senaite_sync::sandbox::load::site_from_snapshot;
 use senaite_sync::sandbox::synth::synthesize;
 use senaite_sync::sandbox::{Sandbox, SandboxOptions};
 
+#[path = "harness.rs"]
+mod harness;
+
 fn main() {
-    let sizes: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
     let only: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| a == "default" || a == "v1")
         .collect();
-    let sizes = if sizes.is_empty() {
-        vec![10_000, 100_000]
-    } else {
-        sizes
-    };
+    let sizes = harness::sizes_or(&[10_000, 100_000]);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let status = Command::new("cargo")
-        .args(["build", "--release", "--bin", "senaite-sync"])
-        .current_dir(root)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let bin = target.join("release/senaite-sync");
+    let (_, bin) = harness::release_binary(root);
     // `EXTRACT_BASELINE_BIN=a` labels its rows "base"; `a:b:...` labels them by file name.
     let baselines: Vec<std::path::PathBuf> = std::env::var_os("EXTRACT_BASELINE_BIN")
         .map(|v| std::env::split_paths(&v).collect())
@@ -142,23 +128,8 @@ fn run(bin: &Path, url: &str, out: &Path, extra: &[&str]) -> Measured {
         .env("SENAITE_PASSWORD", "admin")
         .spawn()
         .unwrap();
-    let status_path = format!("/proc/{}/status", child.id());
-    let mut peak = 0u64;
-    loop {
-        if let Ok(text) = std::fs::read_to_string(&status_path) {
-            for line in text.lines() {
-                if let Some(v) = line.strip_prefix("VmHWM:") {
-                    let kb: u64 = v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
-                    peak = peak.max(kb);
-                }
-            }
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "extract failed");
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (status, peak) = harness::wait_with_peak_rss(&mut child, Duration::from_millis(20));
+    assert!(status.success(), "extract failed");
     let secs = started.elapsed().as_secs_f64();
     let (own1, children1) = cpu_seconds();
     Measured {

@@ -20,27 +20,13 @@ use std::time::{Duration, Instant};
 /// Generator version of the diff benchmark (its cached pairs are reused when present).
 const DIFF_GENERATION: u32 = 1;
 
+#[path = "harness.rs"]
+mod harness;
+
 fn main() {
-    let sizes: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    let sizes = if sizes.is_empty() {
-        vec![1_000_000]
-    } else {
-        sizes
-    };
+    let sizes = harness::sizes_or(&[1_000_000]);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let status = Command::new("cargo")
-        .args(["build", "--release", "--bin", "senaite-sync"])
-        .current_dir(root)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let bin = target.join("release/senaite-sync");
+    let (target, bin) = harness::release_binary(root);
     let work = target.join("transform-bench");
     std::fs::create_dir_all(&work).unwrap();
     let floor = work.join("io-floor.toml");
@@ -130,23 +116,8 @@ fn measure(mut cmd: Command) -> Measured {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let status_path = format!("/proc/{}/status", child.id());
-    let mut peak = 0u64;
-    loop {
-        if let Ok(text) = std::fs::read_to_string(&status_path) {
-            for line in text.lines() {
-                if let Some(v) = line.strip_prefix("VmHWM:") {
-                    let kb: u64 = v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
-                    peak = peak.max(kb);
-                }
-            }
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "{cmd:?} failed: {status}");
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let (status, peak) = harness::wait_with_peak_rss(&mut child, Duration::from_millis(10));
+    assert!(status.success(), "{cmd:?} failed: {status}");
     Measured {
         secs: started.elapsed().as_secs_f64(),
         rss_kb: peak,
