@@ -5,7 +5,13 @@
 //! object's fields: the worst case). Each runs as a child process of the release binary; wall
 //! time and the child's peak RSS (VmHWM, sampled from `/proc`) are reported.
 //!
-//! Run: `cargo bench --bench transform` (or `-- 200000` for another size). The snapshot is
+//! A second input is SENAITE 1.x-shaped (`benches/synth_clone.rs`): a real snapshot of a seeded
+//! SENAITE 1.3 (`data/fixtures/senaite1/snapshot`, or `TRANSFORM_TEMPLATE_1X=<snapshot>`) with its
+//! clients, contacts, samples and analyses cloned to the same size. There the 1.x-to-2.6 pipeline
+//! does its real work: setup objects move and change type, and every sample and analysis refers
+//! to setup by `bika_setup` URLs that the pipeline's moves rewrite.
+//!
+//! Run: `cargo bench --bench transform` (or `-- 200000` for another size). The snapshots are
 //! generated once into `target/transform-bench/` (or the diff benchmark's OLD is reused).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
@@ -23,6 +29,12 @@ const DIFF_GENERATION: u32 = 1;
 #[path = "harness.rs"]
 mod harness;
 
+#[path = "synth_clone.rs"]
+mod synth_clone;
+
+/// Generator version of the 1.x-shaped input (bump when `synth_clone.rs` changes its output).
+const CLONE_GENERATION: u32 = 1;
+
 fn main() {
     let sizes = harness::sizes_or(&[1_000_000]);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -33,45 +45,107 @@ fn main() {
     std::fs::write(&floor, "name = \"io-floor\"\n").unwrap();
     for n in sizes {
         let snap = input(root, &target, n);
-        let objects = count_objects(&snap);
-        println!("input {} ({objects} objects)", snap.display());
-        println!(
-            "{:<34} {:>8} {:>12} {:>10} {:>9}",
-            "pipeline", "seconds", "objects/s", "peak RSS", "vs floor"
+        let two = root.join("pipelines/senaite1-to-senaite26.toml");
+        let merge = root.join("pipelines/merge-a-lab.toml");
+        run(
+            &bin,
+            &work,
+            &snap,
+            "2.6-shaped",
+            &[
+                (&floor, "I/O floor (no steps)"),
+                (&two, "senaite1-to-senaite26"),
+                (&merge, "merge-a-lab (every object)"),
+            ],
         );
-        let contenders: [(&str, PathBuf); 3] = [
-            ("I/O floor (no steps)", floor.clone()),
-            (
-                "senaite1-to-senaite26",
-                root.join("pipelines/senaite1-to-senaite26.toml"),
+        match input_1x(root, &bin, &target, n) {
+            Some(snap) => run(
+                &bin,
+                &work,
+                &snap,
+                "1.x-shaped",
+                &[
+                    (&floor, "I/O floor (no steps)"),
+                    (&two, "senaite1-to-senaite26"),
+                ],
             ),
-            (
-                "merge-a-lab (every object)",
-                root.join("pipelines/merge-a-lab.toml"),
+            None => println!(
+                "1.x-shaped input: no template (data/fixtures/senaite1/snapshot or TRANSFORM_TEMPLATE_1X)"
             ),
-        ];
-        let mut floor_secs = None;
-        for (name, pipeline) in contenders {
-            let out = work.join(format!("out-{n}"));
-            let mut c = Command::new(&bin);
-            c.arg("transform")
-                .arg(&snap)
-                .arg("--pipeline")
-                .arg(&pipeline)
-                .arg("--out")
-                .arg(&out)
-                .args(["--force", "--json", "-q"]);
-            let m = measure(c);
-            let base = *floor_secs.get_or_insert(m.secs);
-            println!(
-                "{name:<34} {:>8.2} {:>12.0} {:>7} MB {:>8.2}x",
-                m.secs,
-                objects as f64 / m.secs,
-                m.rss_kb / 1024,
-                m.secs / base
-            );
         }
     }
+}
+
+/// Runs each pipeline over `snap`, one child process after the other, and prints a table.
+fn run(bin: &Path, work: &Path, snap: &Path, shape: &str, contenders: &[(&PathBuf, &str)]) {
+    let objects = count_objects(snap);
+    println!("input {} ({objects} objects, {shape})", snap.display());
+    println!(
+        "{:<34} {:>8} {:>12} {:>10} {:>9}",
+        "pipeline", "seconds", "objects/s", "peak RSS", "vs floor"
+    );
+    let mut floor_secs = None;
+    for (pipeline, name) in contenders {
+        let out = work.join("out");
+        let mut c = Command::new(bin);
+        c.arg("transform")
+            .arg(snap)
+            .arg("--pipeline")
+            .arg(pipeline)
+            .arg("--out")
+            .arg(&out)
+            .args(["--force", "--json", "-q"]);
+        let m = measure(c);
+        let base = *floor_secs.get_or_insert(m.secs);
+        println!(
+            "{name:<34} {:>8.2} {:>12.0} {:>7} MB {:>8.2}x",
+            m.secs,
+            objects as f64 / m.secs,
+            m.rss_kb / 1024,
+            m.secs / base
+        );
+    }
+}
+
+/// The 1.x-shaped input of about `n` objects, cloned from the 1.x template (generated once and
+/// checked: the clone has no more dangling references or orphans than its template).
+fn input_1x(root: &Path, bin: &Path, target: &Path, n: usize) -> Option<PathBuf> {
+    let template = std::env::var_os("TRANSFORM_TEMPLATE_1X")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("data/fixtures/senaite1/snapshot"));
+    if !template.join("manifest.json").is_file() {
+        return None;
+    }
+    let dir = target.join(format!("transform-bench/senaite1-n{n}-g{CLONE_GENERATION}"));
+    if !dir.join("manifest.json").is_file() {
+        let _ignored = std::fs::remove_dir_all(&dir);
+        let started = Instant::now();
+        let c = synth_clone::generate(&template, n, &dir);
+        println!(
+            "generated {} objects ({} copies of the clients) in {:.1}s",
+            c.objects,
+            c.copies,
+            started.elapsed().as_secs_f64()
+        );
+        let problems = |snap: &Path| {
+            let out = Command::new(bin)
+                .arg("inspect")
+                .arg(snap)
+                .arg("--json")
+                .output()
+                .unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let len = |k: &str| v[k].as_array().map_or(0, Vec::len);
+            (len("dangling_references"), len("orphans"), len("corrupt"))
+        };
+        let (t, g) = (problems(&template), problems(&dir));
+        assert!(
+            g.0 <= t.0 && g.1 <= t.1 && g.2 == 0,
+            "the clone of {} has problems its template has not: {g:?} vs {t:?}",
+            template.display()
+        );
+    }
+    Some(dir)
 }
 
 /// The input snapshot of `n` objects: the diff benchmark's OLD when cached, else generated.

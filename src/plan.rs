@@ -75,6 +75,10 @@ pub struct Unresolved {
 /// The plan.
 #[derive(Debug, Clone, Serialize)]
 pub struct PlanReport {
+    /// The snapshot planned (its directory as given).
+    pub snapshot: String,
+    /// Its snapshot id: `review --plan` checks the plan belongs to the snapshot it reviews.
+    pub snapshot_id: String,
     /// Destination URL.
     pub destination: String,
     /// Receiver name and version, when installed.
@@ -122,6 +126,8 @@ pub fn run_with(
         RetryPolicy::default(),
     )?;
     let mut report = PlanReport {
+        snapshot: opts.snapshot.display().to_string(),
+        snapshot_id: snap.manifest.snapshot_id.clone(),
         destination: opts.url.clone(),
         receiver: None,
         receiver_problem: None,
@@ -332,9 +338,11 @@ fn lookup_paths(
 pub fn render_text(r: &PlanReport) -> String {
     let mut s = String::new();
     s.push_str(&format!(
-        "Plan for {} (receiver: {})\n",
+        "Plan for {} (receiver: {})\nsnapshot {} ({})\n",
         r.destination,
-        r.receiver.as_deref().unwrap_or("missing")
+        r.receiver.as_deref().unwrap_or("missing"),
+        r.snapshot,
+        r.snapshot_id
     ));
     if let Some(p) = &r.receiver_problem {
         s.push_str(&format!("BLOCKED: {p}\n"));

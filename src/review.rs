@@ -186,7 +186,11 @@ pub fn run(opts: &ReviewOptions) -> Result<ReviewReport> {
         .as_ref()
         .map(|d| drift::compare(&scanned.fields, &counts, d));
     let plan = match &opts.plan {
-        Some(file) => Some(inputs::read_plan(file, &scanned.index)?),
+        Some(file) => Some(inputs::read_plan(
+            file,
+            &scanned.index,
+            &snap.manifest.snapshot_id,
+        )?),
         None => None,
     };
     let diff = match &opts.diff {

@@ -141,6 +141,9 @@ impl Tally for PlanMoved {
 
 #[derive(Deserialize)]
 struct PlanFile {
+    /// Absent in plans written before the field existed.
+    #[serde(default)]
+    snapshot_id: Option<String>,
     destination: String,
     #[serde(default)]
     receiver: Option<String>,
@@ -161,6 +164,10 @@ struct PlanFile {
 pub struct PlanSummary {
     /// The plan file.
     pub file: String,
+    /// The id of the snapshot the plan was made for (absent in older plans).
+    pub snapshot_id: Option<String>,
+    /// Whether that id is not the reviewed snapshot's: the plan belongs to another snapshot.
+    pub other_snapshot: bool,
     /// Destination URL.
     pub destination: String,
     /// Receiver name and version.
@@ -190,7 +197,7 @@ fn open_json(file: &Path) -> Result<std::io::BufReader<std::fs::File>> {
 }
 
 /// Reads the output of `plan --json`.
-pub(crate) fn read_plan(file: &Path, index: &UidIndex) -> Result<PlanSummary> {
+pub(crate) fn read_plan(file: &Path, index: &UidIndex, snapshot_id: &str) -> Result<PlanSummary> {
     let p: PlanFile =
         serde_json::from_reader(open_json(file)?).map_err(|source| Error::JsonFile {
             path: file.to_path_buf(),
@@ -207,6 +214,8 @@ pub(crate) fn read_plan(file: &Path, index: &UidIndex) -> Result<PlanSummary> {
         .count() as u64;
     Ok(PlanSummary {
         file: file.display().to_string(),
+        other_snapshot: p.snapshot_id.as_deref().is_some_and(|id| id != snapshot_id),
+        snapshot_id: p.snapshot_id,
         destination: p.destination,
         receiver: p.receiver,
         receiver_problem: p.receiver_problem,

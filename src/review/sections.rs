@@ -294,6 +294,21 @@ fn plan_warnings(h: &mut String, p: &PlanSummary) {
             "",
         );
     }
+    if p.other_snapshot {
+        let planned = p.snapshot_id.as_deref().unwrap_or_default();
+        warning(
+            h,
+            "plan-other-snapshot",
+            1,
+            "the plan was made for another snapshot",
+            &format!(
+                "The plan names snapshot {}; its counts describe a load of that snapshot, not \
+                 of this one. Run plan again on this snapshot.",
+                planned
+            ),
+            "",
+        );
+    }
     if p.foreign_uids > 0 {
         warning(
             h,

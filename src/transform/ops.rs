@@ -36,7 +36,7 @@ pub(crate) struct Obj {
     pub sources: String,
     /// Parsed fields, once a step needed them.
     pub fields: Option<Map<String, Value>>,
-    /// Whether the parsed fields changed.
+    /// Whether the fields changed (parsed, or rewritten in the canonical text).
     pub dirty: bool,
 }
 
@@ -76,13 +76,14 @@ impl Obj {
 
     /// The `objects` row, with fields and `content_hash` recomputed when they changed.
     pub fn into_row(mut self) -> Vec<Cell> {
-        if self.dirty
-            && let Some(f) = self.fields.take()
-        {
-            let bytes = crate::jsonx::canonical(&Value::Object(f));
-            self.content_hash = crate::jsonx::sha256_hex(&bytes);
-            self.fields_text = String::from_utf8(bytes)
-                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        if self.dirty {
+            if let Some(f) = self.fields.take() {
+                let bytes = crate::jsonx::canonical(&Value::Object(f));
+                self.fields_text = String::from_utf8(bytes)
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+            }
+            // Parsed and serialized again, or rewritten in place as canonical text (`move`).
+            self.content_hash = crate::jsonx::sha256_hex(self.fields_text.as_bytes());
         }
         vec![
             Cell::s(self.uid),

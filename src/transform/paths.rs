@@ -116,6 +116,19 @@ pub(super) fn move_object(o: &mut Obj, from: &str, to: &str, ctx: &Context) -> R
         o.parent_uid = ctx.move_parents.get(parent).cloned();
         o.id = id.to_string();
     }
+    if !identity && o.fields.is_none() {
+        // The common case on a large lab: a sample or analysis whose references point into a
+        // moved setup folder. Rewritten in the canonical text, without parsing.
+        match move_in_text(&o.fields_text, from, to) {
+            TextMove::Unchanged => return Ok(()),
+            TextMove::Rewritten(text) => {
+                o.fields_text = text;
+                o.dirty = true;
+                return Ok(());
+            }
+            TextMove::NeedsParse => {}
+        }
+    }
     if identity || o.fields_text.contains(from) || o.fields.is_some() {
         let f = o.fields()?;
         if rewrite_strings_in(f, &re) {
@@ -126,6 +139,76 @@ pub(super) fn move_object(o: &mut Obj, from: &str, to: &str, ctx: &Context) -> R
         sync_identity(o)?;
     }
     Ok(())
+}
+
+/// What [`move_in_text`] did.
+#[derive(Debug, PartialEq)]
+enum TextMove {
+    /// No string value is `from` or lies under it.
+    Unchanged,
+    /// The new canonical text.
+    Rewritten(String),
+    /// A case the text alone cannot decide (escapes in a matching string, `getPhysicalPath`
+    /// segment lists, a `to` JSON would escape): parse the fields.
+    NeedsParse,
+}
+
+/// Rewrites, in canonical (compact, `serde_json`-serialized) fields text, every string value
+/// that is `from` or lies under it, exactly as parsing, [`rewrite_strings`] and serializing again
+/// would. In compact JSON a quote followed by `/` can only open a string (a closing quote is
+/// followed by `,`, `:`, `}` or `]`), unless it is escaped inside another string; a string
+/// followed by `:` is a key, which `rewrite_strings` leaves alone.
+fn move_in_text(text: &str, from: &str, to: &str) -> TextMove {
+    if !text.contains(from) {
+        return TextMove::Unchanged;
+    }
+    if text.contains("\"getPhysicalPath\"")
+        || !from.starts_with('/')
+        || to.chars().any(|c| c == '"' || c == '\\' || c.is_control())
+    {
+        return TextMove::NeedsParse;
+    }
+    let b = text.as_bytes();
+    let mut out = String::new();
+    let mut copied = 0;
+    let mut at = 0;
+    while let Some(pos) = text[at..].find(from) {
+        let start = at + pos;
+        at = start + from.len();
+        if start == 0 || b[start - 1] != b'"' {
+            continue;
+        }
+        let backslashes = b[..start - 1]
+            .iter()
+            .rev()
+            .take_while(|&&c| c == b'\\')
+            .count();
+        if backslashes % 2 == 1 {
+            continue; // an escaped quote inside another string
+        }
+        if !matches!(b.get(at), Some(b'/') | Some(b'"')) {
+            continue; // a sibling path sharing the prefix (`.../bika_setup-old`)
+        }
+        let Some(len) = text[start..].find('"') else {
+            return TextMove::NeedsParse;
+        };
+        let end = start + len;
+        if text[start..end].contains('\\') {
+            return TextMove::NeedsParse;
+        }
+        if b.get(end + 1) == Some(&b':') {
+            continue; // a key
+        }
+        out.push_str(&text[copied..start]);
+        out.push_str(to);
+        copied = at;
+        at = end;
+    }
+    if copied == 0 {
+        return TextMove::Unchanged;
+    }
+    out.push_str(&text[copied..]);
+    TextMove::Rewritten(out)
 }
 
 fn rewrite_strings_in(f: &mut Map<String, Value>, re: &dyn Fn(&str) -> Option<String>) -> bool {
@@ -317,5 +400,44 @@ mod tests {
             row[10].as_str().unwrap(),
             crate::jsonx::sha256_hex(row[11].as_str().unwrap().as_bytes())
         );
+    }
+
+    /// The parsed path's answer for `text`: parse, rewrite every string, serialize.
+    fn parsed(text: &str, from: &str, to: &str) -> String {
+        let mut v: Value = serde_json::from_str(text).unwrap();
+        let re = |p: &str| under(p, from).then(|| format!("{to}{}", &p[from.len()..]));
+        rewrite_strings(&mut v, &re);
+        String::from_utf8(crate::jsonx::canonical(&v)).unwrap()
+    }
+
+    #[test]
+    fn text_move_equals_parse_rewrite_serialize() {
+        let (from, to) = ("/s/bika_setup/bika_sampletypes", "/s/setup/sampletypes");
+        let cases = [
+            serde_json::json!({"SampleType": {"uid": "x", "url": "/s/bika_setup/bika_sampletypes/st-1"}}),
+            serde_json::json!({"a": "/s/bika_setup/bika_sampletypes", "b": ["/s/bika_setup/bika_sampletypes/x", 1, null]}),
+            // Look-alikes that must stay: a sibling prefix, an inner occurrence, a key.
+            serde_json::json!({"a": "/s/bika_setup/bika_sampletypes-old/x", "b": "see /s/bika_setup/bika_sampletypes/x",
+                "/s/bika_setup/bika_sampletypes/k": "v"}),
+            serde_json::json!({"a": "q\"/s/bika_setup/bika_sampletypes/x", "b": "\\", "c": "/s/bika_setup/bika_sampletypes"}),
+            serde_json::json!({"n": 1.5, "e": "", "u": "Ünïcode /s/bika_setup/bika_sampletypes/x"}),
+        ];
+        for case in cases {
+            let text = String::from_utf8(crate::jsonx::canonical(&case)).unwrap();
+            let want = parsed(&text, from, to);
+            match move_in_text(&text, from, to) {
+                TextMove::Unchanged => assert_eq!(want, text, "{text}"),
+                TextMove::Rewritten(got) => {
+                    assert_ne!(got, text);
+                    assert_eq!(got, want, "{text}");
+                }
+                TextMove::NeedsParse => panic!("{text}: the text path gave up"),
+            }
+        }
+        // Escapes inside a matching string, and segment lists, go the parsed way.
+        let esc = r#"{"a":"/s/bika_setup/bika_sampletypes/x\"y"}"#;
+        assert_eq!(move_in_text(esc, from, to), TextMove::NeedsParse);
+        let segs = r#"{"a":"/s/bika_setup/bika_sampletypes/x","getPhysicalPath":["","s","bika_setup","bika_sampletypes","x"]}"#;
+        assert_eq!(move_in_text(segs, from, to), TextMove::NeedsParse);
     }
 }

@@ -596,6 +596,13 @@ fn review_plan_shows_the_records_a_load_would_block() {
     assert_eq!(p.blocked_by_reason["type missing in the destination"], 4);
     assert_eq!(p.by_type["Attachment"].blocked, 4);
     assert_eq!(p.foreign_uids, 0);
+    assert!(!p.other_snapshot);
+    assert_eq!(
+        p.snapshot_id.as_deref(),
+        plan["snapshot_id"].as_str(),
+        "the plan names its snapshot"
+    );
+    assert!(!html.contains("plan-other-snapshot"));
     assert_has(&html, r#"data-warning="blocked" data-count="4""#);
     assert_has(
         &html,
@@ -615,8 +622,17 @@ fn review_plan_shows_the_records_a_load_would_block() {
     let mut opts = ReviewOptions::new(&other);
     opts.plan = Some(td.join("plan.json"));
     let (r, html) = review_of(&opts);
-    assert_eq!(r.plan.unwrap().foreign_uids, 4);
+    let p = r.plan.unwrap();
+    assert_eq!(p.foreign_uids, 4);
+    assert!(
+        p.other_snapshot,
+        "the plan names the demo, not this snapshot"
+    );
     assert_has(&html, r#"data-warning="plan-foreign" data-count="4""#);
+    assert_has(
+        &html,
+        r#"data-warning="plan-other-snapshot" data-count="1""#,
+    );
     // Not a plan: an error naming the file.
     let bad = td.write("bad.json", b"{\"objects\": []}");
     let mut opts = ReviewOptions::new(demo());
