@@ -701,8 +701,9 @@ fn recorded_bika_extract_transforms_to_senaite_26_shapes() {
 /// `data/fixtures/bika/legacy_read_partition*`): the request stays the primary, each BIKA
 /// partition becomes the 2.6 partition `<id>-P01`/`-P02` (its uid, the primary's state, its
 /// container and preservation under their 2.6 names and paths), the analyses move into their
-/// partitions, nothing is dropped but the Sample, and a second transform of the same input
-/// writes the same snapshot (so the delta of two transformed extracts lines up).
+/// partitions, nothing is dropped but the Sample, a second transform of the same input writes
+/// the same snapshot, and a later extract (one analysis verified) diffs against the first as
+/// exactly that analysis, in place in its partition (the delta pass lines up).
 #[test]
 fn recorded_partitioned_bika_sample_becomes_senaite_26_partitions() {
     let d = BikaDouble::start(BikaData {
@@ -763,6 +764,74 @@ fn recorded_partitioned_bika_sample_becomes_senaite_26_partitions() {
         "{dropped}"
     );
     assert!(m.notes.iter().all(|n| n.subject != "merged_objects"));
+
+    // A later extract in which Magnesium (partition 2) was verified: its transform lines up with
+    // the first, so the diff (the delta a delta load applies) is that one analysis, modified in
+    // place in its partition; no partition is created, moved or deleted.
+    let mut later = recorded_partitioned_catalogs();
+    let verify = |a: &mut Value| {
+        if a["Keyword"] == "Mg" {
+            a["review_state"] = Value::from("verified");
+        }
+    };
+    for ar in later.get_mut("bika_catalog").unwrap() {
+        if let Some(Value::Array(list)) = ar.get_mut("Analyses") {
+            list.iter_mut().for_each(verify);
+        }
+    }
+    for a in later.get_mut("bika_analysis_catalog").unwrap() {
+        let mut v = Value::Object(a.clone());
+        verify(&mut v);
+        *a = v.as_object().unwrap().clone();
+    }
+    let d2 = BikaDouble::start(BikaData {
+        catalogs: later,
+        ..Default::default()
+    })
+    .unwrap();
+    let (snap2, moved2) = (work.join("bika-later"), work.join("senaite26-later"));
+    crate::util::run_expect(
+        bin(
+            &[
+                "extract",
+                "--source-kind",
+                "bika",
+                "--url",
+                &d2.site_url(),
+                "--out",
+            ],
+            &[&snap2],
+        ),
+        0,
+    );
+    crate::util::run_expect(
+        bin(
+            &["transform"],
+            &[
+                &snap2,
+                Path::new("--pipeline"),
+                &pipeline,
+                Path::new("--out"),
+                &moved2,
+            ],
+        ),
+        0,
+    );
+    let out = crate::util::run_expect(bin(&["diff", "--json"], &[&moved, &moved2]), 1);
+    let diff: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        diff["totals"],
+        serde_json::json!({"created": 0, "modified": 1, "moved": 0, "deleted": 0,
+                           "unchanged": diff["totals"]["unchanged"], "ignored_only": 0}),
+        "{}",
+        diff["objects"]
+    );
+    let changed = &diff["objects"][0];
+    assert_eq!(changed["portal_type"], "Analysis");
+    assert!(
+        changed["path"].as_str().unwrap().ends_with("-R01-P02/Mg"),
+        "{changed}"
+    );
 
     let live = recorded_partitioned_catalogs();
     let ar = &live["bika_catalog"][0];
