@@ -72,6 +72,7 @@ fn allowed(op: &str) -> &'static [&'static str] {
             "min",
             "fields",
             "skip_fields",
+            "member_states",
         ],
         _ => &[],
     }
@@ -366,6 +367,7 @@ impl Checker {
             }
         }
         let skip_fields = self.strs(s, "skip_fields");
+        let member_states = self.strs(s, "member_states");
         Some(Op::SplitPartitions(Box::new(
             super::spec::SplitPartitions {
                 types: types?,
@@ -380,6 +382,7 @@ impl Checker {
                 min: min?,
                 fields,
                 skip_fields,
+                member_states,
             },
         )))
     }

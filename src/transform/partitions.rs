@@ -34,6 +34,10 @@ struct Part {
     path: String,
     /// The partition's `fields` (source names), as read.
     own: Map<String, Value>,
+    /// Its members' states: the least advanced one's index in `member_states`, and whether a
+    /// member's state is not in that list.
+    least: Option<usize>,
+    unlisted: bool,
 }
 
 /// A primary with partitions of its own.
@@ -227,6 +231,8 @@ impl PlanBuilder {
                         id: format!("{}{:0w$}", self.spec.suffix, n + 1, w = self.spec.digits),
                         path: String::new(),
                         own: p.own.clone(),
+                        least: None,
+                        unlisted: false,
                     },
                 );
             }
@@ -280,13 +286,19 @@ impl PlanBuilder {
                 .get(&field)
                 .and_then(reference_uid)
                 .map(str::to_string);
+            let order = &self.spec.member_states;
             if let Some(part) = part
-                && self
-                    .plan
-                    .parts
-                    .get(&part)
-                    .is_some_and(|p| Some(p.primary.as_str()) == o.parent_uid.as_deref())
+                && let Some(p) = self.plan.parts.get_mut(&part)
+                && Some(p.primary.as_str()) == o.parent_uid.as_deref()
             {
+                match o
+                    .review_state
+                    .as_ref()
+                    .and_then(|st| order.iter().position(|x| x == st))
+                {
+                    Some(i) => p.least = Some(p.least.map_or(i, |l| l.min(i))),
+                    None => p.unlisted = true,
+                }
                 self.plan.members.insert(o.uid.clone(), part);
             }
         }
@@ -479,10 +491,31 @@ fn become_partition(
     o.parent_uid = primary.parent_uid.clone();
     o.parent_path = primary.parent_path.clone();
     o.title = Some(part.id.clone());
-    o.review_state = primary.review_state.clone();
+    let state = partition_state(spec, part, primary);
+    if let Some(st) = &state
+        && fields.contains_key("review_state")
+    {
+        fields.insert("review_state".into(), Value::from(st.as_str()));
+    }
+    o.review_state = state;
     o.fields = Some(fields);
     o.dirty = true;
     Ok(())
+}
+
+/// A partition's state: its least advanced member's, when `member_states` lists it, every
+/// other member's and the primary's (a partition whose analyses are all verified is verified
+/// while its primary waits for another partition, as SENAITE 2.x rolls states up); else the
+/// primary's (what senaite.core's create_partition gives a new partition).
+fn partition_state(spec: &SplitPartitions, part: &Part, primary: &Primary) -> Option<String> {
+    let listed = primary
+        .review_state
+        .as_ref()
+        .is_some_and(|st| spec.member_states.contains(st));
+    match part.least {
+        Some(i) if listed && !part.unlisted => spec.member_states.get(i).cloned(),
+        _ => primary.review_state.clone(),
+    }
 }
 
 /// A member of a partition: under the partition, its paths and request id following.
@@ -584,6 +617,9 @@ mod tests {
                 ("Preservation".into(), "Preservation".into()),
             ],
             skip_fields: vec!["Remarks".into()],
+            member_states: ["sample_received", "to_be_verified", "verified", "published"]
+                .map(String::from)
+                .to_vec(),
         }
     }
 
@@ -749,6 +785,44 @@ mod tests {
         );
         // The Sample is not this step's business.
         assert!(!out["sample"].dirty);
+    }
+
+    #[test]
+    fn a_partition_takes_its_least_advanced_analysis_state_when_listed() {
+        let states = |spec: &SplitPartitions, mg: &str| -> BTreeMap<String, Option<String>> {
+            let mut input = lab();
+            for o in &mut input {
+                if o.uid == "mg" {
+                    o.review_state = Some(mg.into());
+                }
+            }
+            let plan = plan(spec, &input);
+            input
+                .into_iter()
+                .filter(|o| o.portal_type == "SamplePartition")
+                .map(|mut o| {
+                    run(spec, &plan, &mut o);
+                    (o.id.clone(), o.review_state.clone())
+                })
+                .collect()
+        };
+        let s = |v: &str| Some(v.to_string());
+        // Mg (P2) verified, Ca (P1) still to be verified, P10 empty: the primary's.
+        let got = states(&spec(2), "verified");
+        assert_eq!(got["W-0006-R01-P01"], s("to_be_verified"));
+        assert_eq!(got["W-0006-R01-P02"], s("verified"));
+        assert_eq!(got["W-0006-R01-P03"], s("to_be_verified"));
+        // A state outside the list (retracted), or no list: the primary's.
+        assert_eq!(
+            states(&spec(2), "retracted")["W-0006-R01-P02"],
+            s("to_be_verified")
+        );
+        let mut plain = spec(2);
+        plain.member_states.clear();
+        assert_eq!(
+            states(&plain, "verified")["W-0006-R01-P02"],
+            s("to_be_verified")
+        );
     }
 
     #[test]

@@ -181,8 +181,9 @@ pub(crate) enum Op {
 /// `split_partitions`: the partitions (objects of `types`, children of the object a primary
 /// references through `via`) of a container holding `min` or more become partitions of the
 /// primary, of the primary's type: id `<primary id><suffix><n, digits wide>`, beside the
-/// primary, with the primary's fields (less `skip_fields`), the partition's `fields`, the
-/// primary's state and `parent_field` referencing the primary; the members (objects of
+/// primary, with the primary's fields (less `skip_fields`), the partition's `fields`, its state
+/// (the primary's, or its members' by `member_states`) and `parent_field` referencing the
+/// primary; the members (objects of
 /// `members` under the primary whose `member_field` names a partition) move into it, and the
 /// primary's `list_field` keeps only the members left to it. A container with fewer partitions
 /// has its partition merged into the primary (its `fields` folded in, never blanking a value)
@@ -213,6 +214,10 @@ pub(crate) struct SplitPartitions {
     pub fields: Vec<(String, String)>,
     /// Fields of the primary not copied onto its partitions.
     pub skip_fields: Vec<String>,
+    /// States in the order they progress (e.g. received, to be verified, verified): a partition
+    /// whose members' and primary's states are all listed takes its least advanced member's;
+    /// otherwise (or when empty) the primary's state.
+    pub member_states: Vec<String>,
 }
 
 /// A step: its label and operation.
