@@ -4,13 +4,16 @@
 //! the primary (`W-0006-R01-P01`, senaite.core's `{parent_ar_id}-P{partition_count:02d}`), with
 //! `ParentAnalysisRequest` naming the primary and the partition's analyses moved into it
 //! (senaite.core `create_partition` copies the primary's fields, less a skip list, and sets the
-//! partition's SampleType, Container and Preservation; the partition takes the primary's state).
+//! partition's SampleType, Container and Preservation; the partition starts in the primary's
+//! state and then follows its own analyses).
 //!
 //! The plan is made before the data pass from the input ([`PlanBuilder`]: one pass for the
 //! partitions and primaries, one for the chosen primaries' fields and their members), then each
 //! object is rewritten on its own ([`apply`]): a partition of a container with `min` or more
 //! partitions becomes the new object (same uid, so a later delta lines up), a member moves under
 //! it, a primary's member list keeps only its own; a lone partition is merged into its primary.
+//! A partition's state is its primary's, or with `member_states` its members' least advanced
+//! one when all are listed.
 //! Pure functions over one object given the plan; no I/O.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -21,8 +24,7 @@ use serde_json::{Map, Value};
 use super::ops::{Obj, Outcome};
 use super::spec::SplitPartitions;
 
-/// Row-level keys of an object's fields that name the object itself (set for the new
-/// partition, never copied from the primary as they are).
+/// Fields that date the object itself: a new partition keeps its own, never the primary's.
 const OWN_DATES: &[&str] = &["created", "creation_date", "modified", "modification_date"];
 
 /// One partition that becomes an object of its own.
