@@ -10,8 +10,9 @@
 //! thread; the other tables follow, each on its own thread, dropping the rows of dropped
 //! objects and renaming the `blobs` rows of renamed file fields. Memory holds the uids of
 //! dropped objects, for `prefix_ids` the input paths and ids of the selected objects, for
-//! `fold_fields` the folded fields of the source objects, and for `map_states` the one state row
-//! per object it sets.
+//! `fold_fields` the folded fields of the source objects, for `map_states` the one state row
+//! per object it sets, and for `split_partitions` (BIKA 3.1 sample partitions to SENAITE 2.x
+//! partitions) the partitions' and primaries' identities and the partitioned primaries' fields.
 //! The output is a snapshot of the same format; its manifest's `notes` record the input
 //! snapshot id, the pipeline and its sha256, the objects dropped and the references left
 //! dangling (kind `transform`).
@@ -22,6 +23,7 @@ mod check;
 
 mod engine;
 mod ops;
+mod partitions;
 mod paths;
 mod prepare;
 mod selftest;
@@ -81,6 +83,9 @@ pub struct TransformReport {
     pub objects_changed: u64,
     /// Objects dropped, per portal type (as they were when dropped).
     pub dropped: BTreeMap<String, u64>,
+    /// Objects merged into another object (not lost: their fields live on there), per portal
+    /// type; e.g. a BIKA sample's only partition folded into its analysis request.
+    pub merged: BTreeMap<String, u64>,
     /// Rows written per table.
     pub rows: BTreeMap<String, u64>,
     /// Rows of the per-object tables dropped with their objects.
@@ -152,6 +157,10 @@ pub fn render_text(r: &TransformReport) -> String {
             .map(|(k, v)| format!("{k}:{v}"))
             .collect();
         s.push_str(&format!("  with their rows  {}\n", rd.join(" ")));
+    }
+    if !r.merged.is_empty() {
+        let m: Vec<String> = r.merged.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+        s.push_str(&format!("merged    {} (into other objects)\n", m.join(" ")));
     }
     s.push_str(&format!(
         "references to dropped objects: {}\n",

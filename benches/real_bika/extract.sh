@@ -28,7 +28,8 @@
 #   RUNS (3)                      alternating floor/extract rounds (medians are reported)
 #   VARIANTS ("250:2 5000:2 5000:1")   extract variants PAGE_SIZE:JOBS
 #   BIN (target/release/senaite-sync)  built with cargo build --release if missing
-#   CACHE (~/.cache/senaite-sync)      the seeded instance is cached there as a tarball
+#   CACHE (~/.cache/senaite-sync)      the seeded instance is cached there as a tarball, keyed
+#                                      by SAMPLES and the sha256 of tests/e2e/seed_bika.py
 #   KEEP_RUNNING=1                leave the instance running at the end
 set -euo pipefail
 
@@ -44,7 +45,10 @@ RUNS="${RUNS:-3}"
 VARIANTS="${VARIANTS:-250:2 5000:2 5000:1}"
 BIN="${BIN:-$ROOT/target/release/senaite-sync}"
 CACHE="${CACHE:-$HOME/.cache/senaite-sync}"
-TARBALL="$CACHE/bika-seeded-$SAMPLES.tar.zst"
+# The cache key names the seed script's content: a changed seed (e.g. the partitioned sample)
+# is seeded afresh instead of restoring a tarball of the old one.
+SEED_KEY="$SAMPLES-$(sha256sum "$ROOT/tests/e2e/seed_bika.py" | cut -c1-12)"
+TARBALL="$CACHE/bika-seeded-$SEED_KEY.tar.zst"
 SITE="http://127.0.0.1:$PORT/lims"
 WORK="${WORK:-/tmp/bika-bench-$NAME}"
 export TZ=UTC
@@ -65,7 +69,7 @@ cp "$BIN" "$WORK/senaite-sync" && BIN="$WORK/senaite-sync"
 
 # --- 1. a seeded instance: kept, else restored from the tarball, else seeded and cached -------
 "$SHARED/stop.sh" "$NAME" >/dev/null 2>&1 || true
-if [ -f "$D/.bench-seeded-$SAMPLES" ]; then
+if [ -f "$D/.bench-seeded-$SEED_KEY" ]; then
     log "instance $NAME already seeded ($SAMPLES samples)"
 elif [ -f "$TARBALL" ]; then
     log "restoring the seeded instance from $TARBALL"
@@ -79,7 +83,7 @@ else
     python3 "$ROOT/tests/e2e/seed_bika.py" "$SITE" --samples "$SAMPLES" > "$WORK/seed.log"
     "$SHARED/stop.sh" "$NAME" >/dev/null
     log "seeding took $(echo "$(now) - $t0" | bc) s"
-    touch "$D/.bench-seeded-$SAMPLES"
+    touch "$D/.bench-seeded-$SEED_KEY"
     tar -C "$BIKA_DATA" -I 'zstd -T0 -3' -cf "$TARBALL.part" "$NAME" && mv "$TARBALL.part" "$TARBALL"
     log "cached as $TARBALL"
 fi

@@ -357,6 +357,7 @@ def apply_record(record):
     else:
         result = fieldio.at_fields(obj, values, blob_rows, resolve_and_touch)
         restore_at_extras(obj, record)
+        restore_partition(obj)
     workflow.restore(obj, record.get("workflow_history") or [],
                      record.get("workflow_states") or [])
     security.restore(obj, record, is_new=(status == "created"))
@@ -384,6 +385,31 @@ def restore_at_extras(obj, record):
             # The client group owns its client (Client.create_group); the
             # snapshot has no local roles to say so.
             obj.manage_setLocalRoles(obj._client_group_id, ["Owner"])
+
+
+def restore_partition(obj):
+    """A sample whose ParentAnalysisRequest is set is a partition.
+
+    SENAITE 2.x's setter marks it (IAnalysisRequestPartition) and its primary
+    (IAnalysisRequestWithPartitions), and create_partition reindexes the
+    primary, whose catalog metadata (getDescendantsUIDs: the listings'
+    partition rows) then names it; field.set, which we write with, does
+    neither. The primary's modification date is kept.
+    """
+    schema = getattr(obj, "Schema", None)
+    field = schema().get("ParentAnalysisRequest") if schema else None
+    if field is None or "UIDReferenceField" not in fieldio.class_names(field):
+        return
+    parent = field.get(obj)
+    if not parent:
+        return
+    from bika.lims.interfaces import IAnalysisRequestPartition
+    from bika.lims.interfaces import IAnalysisRequestWithPartitions
+    from zope.interface import alsoProvides
+    alsoProvides(obj, IAnalysisRequestPartition)
+    guard_touch(parent)
+    alsoProvides(parent, IAnalysisRequestWithPartitions)
+    catalog_refresh(parent, ["isRootAncestor"])
 
 
 def restore_dates(obj, record):

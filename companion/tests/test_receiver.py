@@ -24,6 +24,9 @@ repeated here), then every route is called directly with urllib:
   max_request_bytes 413;
 - a record with workflow states but no history (a BIKA 3.1 source): its
   state is kept as the one history entry;
+- a partition (a sample record whose ParentAnalysisRequest names a loaded
+  sample): the primary's getDescendantsUIDs lists it at once, and the
+  primary keeps its modification date;
 - `sync/principals` twice: the second answer is all `unchanged`;
 - `sync/finalize` twice: the second changes nothing;
 - a sample created through plain senaite.jsonapi afterwards gets an id no
@@ -467,6 +470,36 @@ def check_state_without_history(checks, admin, ctx):
                  "one history entry records it", "got %s" % actions)
 
 
+def check_partition(checks, admin, ctx):
+    """A sample with ParentAnalysisRequest: its primary's catalog entry names
+    it (as senaite.core's create_partition reindexes the primary)."""
+    snap = ctx["snap"]
+    samples = snap.of_type("AnalysisRequest")
+    if not checks.check(bool(samples), "snapshot has a sample"):
+        return
+    primary = snap.record(samples[0])
+    rec = clone(primary, "partition", snap.dst_site)
+    rec["fields"]["ParentAnalysisRequest"] = {"uid": primary["uid"]}
+    rec["load_hash"] = load_hash(rec)
+    before = admin.lookup([primary["uid"]])["uids"][0].get("modified")
+    items = admin.apply([rec])
+    checks.check([i.get("status") for i in items] == ["created"],
+                 "partition record: created", canonical_short(items))
+    status, got = admin.call("GET", primary["uid"])
+    checks.check(status == 200 and rec["uid"] in
+                 (got.get("getDescendantsUIDs") or []),
+                 "the primary's getDescendantsUIDs lists the partition",
+                 "%s %s" % (status, canonical_short(
+                     got.get("getDescendantsUIDs"))))
+    status, part = admin.call("GET", rec["uid"])
+    checks.check(part.get("getRawParentAnalysisRequest") == primary["uid"],
+                 "the partition names its primary",
+                 canonical_short(part.get("getRawParentAnalysisRequest")))
+    after = admin.lookup([primary["uid"]])["uids"][0].get("modified")
+    checks.check(after == before, "the primary keeps its modification date",
+                 "%s -> %s" % (before, after))
+
+
 def history_actions(admin, uid):
     status, obj = admin.call("GET", "%s?complete=yes&workflow=yes" % uid)
     actions = []
@@ -843,6 +876,7 @@ def main():
                 ("re-apply", check_reapply),
                 ("isolation", check_isolation),
                 ("state without history", check_state_without_history),
+                ("partition", check_partition),
                 ("delta routes", check_delta_routes), ("auth", check_auth),
                 ("blobs", check_blobs),
                 ("request limit", check_request_limit),

@@ -58,6 +58,26 @@ const RECORDED: &[(&str, &str)] = &[
         include_str!("../../data/fixtures/bika/version.json"),
     ),
     ("users", include_str!("../../data/fixtures/bika/users.json")),
+    (
+        "legacy_read_partitioned_ar",
+        include_str!("../../data/fixtures/bika/legacy_read_partitioned_ar.json"),
+    ),
+    (
+        "legacy_read_partitioned_client",
+        include_str!("../../data/fixtures/bika/legacy_read_partitioned_client.json"),
+    ),
+    (
+        "legacy_read_partitioned_sample",
+        include_str!("../../data/fixtures/bika/legacy_read_partitioned_sample.json"),
+    ),
+    (
+        "legacy_read_partitions",
+        include_str!("../../data/fixtures/bika/legacy_read_partitions.json"),
+    ),
+    (
+        "legacy_read_partition_setup",
+        include_str!("../../data/fixtures/bika/legacy_read_partition_setup.json"),
+    ),
 ];
 
 /// The recorded body of `name`.
@@ -65,21 +85,22 @@ pub fn recorded(name: &str) -> Option<&'static str> {
     RECORDED.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
 }
 
-/// The recorded objects by catalog, as the real site answered full reads of them (the
-/// analyses: as its analysis request inlines them, which is all a full read would give).
-pub fn recorded_catalogs() -> BTreeMap<String, Vec<Map<String, Value>>> {
-    let objects = |name: &str| -> Vec<Map<String, Value>> {
-        recorded(name)
-            .and_then(|b| serde_json::from_str::<Value>(b).ok())
-            .and_then(|v| v.get("objects").and_then(Value::as_array).cloned())
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|o| o.as_object().cloned())
-            .collect()
-    };
-    let ars = objects("legacy_read_sample_complete");
+/// The objects of a recorded read.
+fn objects(name: &str) -> Vec<Map<String, Value>> {
+    recorded(name)
+        .and_then(|b| serde_json::from_str::<Value>(b).ok())
+        .and_then(|v| v.get("objects").and_then(Value::as_array).cloned())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|o| o.as_object().cloned())
+        .collect()
+}
+
+/// The analyses analysis requests inline, each with its path (as `bika_analysis_catalog`
+/// would list them).
+fn inlined_analyses(ars: &[Map<String, Value>]) -> Vec<Map<String, Value>> {
     let mut analyses = Vec::new();
-    for ar in &ars {
+    for ar in ars {
         let ar_path = ar.get("path").and_then(Value::as_str).unwrap_or("");
         for a in ar
             .get("Analyses")
@@ -98,6 +119,14 @@ pub fn recorded_catalogs() -> BTreeMap<String, Vec<Map<String, Value>>> {
             }
         }
     }
+    analyses
+}
+
+/// The recorded objects by catalog, as the real site answered full reads of them (the
+/// analyses: as its analysis request inlines them, which is all a full read would give).
+pub fn recorded_catalogs() -> BTreeMap<String, Vec<Map<String, Value>>> {
+    let ars = objects("legacy_read_sample_complete");
+    let analyses = inlined_analyses(&ars);
     let mut out = BTreeMap::new();
     out.insert("portal_catalog".into(), objects("legacy_read_clients"));
     let mut bika = ars;
@@ -106,6 +135,28 @@ pub fn recorded_catalogs() -> BTreeMap<String, Vec<Map<String, Value>>> {
     let mut setup = objects("legacy_read_sampletypes");
     setup.extend(objects("legacy_read_sampleconditions"));
     out.insert("bika_setup_catalog".into(), setup);
+    out.insert("bika_analysis_catalog".into(), analyses);
+    out
+}
+
+/// The recorded sample in two partitions (tests/e2e/seed_bika.py's `seed-partitioned`, recorded
+/// by tests/e2e/record_bika_partitions.py from a real BIKA 3.1.15): its AnalysisRequest (two
+/// analyses, one per partition) and Sample in `bika_catalog`, its client and the two
+/// SamplePartitions in `portal_catalog`, their containers and preservation in `bika_setup_catalog`.
+pub fn recorded_partitioned_catalogs() -> BTreeMap<String, Vec<Map<String, Value>>> {
+    let ars = objects("legacy_read_partitioned_ar");
+    let analyses = inlined_analyses(&ars);
+    let mut out = BTreeMap::new();
+    let mut portal = objects("legacy_read_partitioned_client");
+    portal.extend(objects("legacy_read_partitions"));
+    out.insert("portal_catalog".into(), portal);
+    let mut bika = ars;
+    bika.extend(objects("legacy_read_partitioned_sample"));
+    out.insert("bika_catalog".into(), bika);
+    out.insert(
+        "bika_setup_catalog".into(),
+        objects("legacy_read_partition_setup"),
+    );
     out.insert("bika_analysis_catalog".into(), analyses);
     out
 }

@@ -25,6 +25,7 @@ const OPS: &[&str] = &[
     "fold_fields",
     "map_states",
     "nest_fields",
+    "split_partitions",
 ];
 
 /// Collects the problems of one pipeline file.
@@ -58,6 +59,21 @@ fn allowed(op: &str) -> &'static [&'static str] {
         "fold_fields" => &["types", "via", "from_types", "fields"],
         "map_states" => &["types", "workflow", "states", "when"],
         "nest_fields" => &["types", "fields", "into", "null_as"],
+        "split_partitions" => &[
+            "types",
+            "primary_types",
+            "via",
+            "members",
+            "member_field",
+            "list_field",
+            "parent_field",
+            "suffix",
+            "digits",
+            "min",
+            "fields",
+            "skip_fields",
+            "member_states",
+        ],
         _ => &[],
     }
 }
@@ -263,6 +279,7 @@ impl Checker {
                 }
             }
             "nest_fields" => self.nest_fields(s)?,
+            "split_partitions" => self.split_partitions(s)?,
             _ => return None,
         })
     }
@@ -301,6 +318,73 @@ impl Checker {
             into: into?,
             null_as,
         })
+    }
+
+    fn split_partitions(&mut self, s: &StepCtx<'_>) -> Option<Op> {
+        let types = self.req_strs(s, "types");
+        let primary_types = self.req_strs(s, "primary_types");
+        let via = self.req_str(s, "via");
+        let members = self.req_strs(s, "members");
+        let member_field = self.req_str(s, "member_field");
+        let list_field = self.opt_str(s, "list_field");
+        let parent_field = self.req_str(s, "parent_field");
+        let suffix = self.req_str(s, "suffix");
+        for (key, v) in [
+            ("via", &via),
+            ("member_field", &member_field),
+            ("list_field", &list_field),
+            ("parent_field", &parent_field),
+        ] {
+            if let Some(f) = v {
+                self.not_identity(s, key, f);
+            }
+        }
+        if suffix.as_deref().is_some_and(|x| x.contains('/')) {
+            self.at(s, "suffix", "must hold no '/'");
+        }
+        let mut int = |key: &str, default: i64, lo: i64, hi: i64| match s.t.get(key) {
+            None => Some(default as usize),
+            Some(toml::Value::Integer(i)) if (lo..=hi).contains(i) => Some(*i as usize),
+            Some(_) => {
+                self.at(s, key, format!("must be an integer from {lo} to {hi}"));
+                None
+            }
+        };
+        let digits = int("digits", 2, 1, 9);
+        let min = int("min", 2, 1, 1000);
+        let mut fields = Vec::new();
+        if let Some(t) = self.table(s, "fields", false) {
+            for (k, v) in t {
+                let key = format!("fields.{k}");
+                self.not_identity(s, &key, k);
+                match v.as_str() {
+                    Some(to) if !to.is_empty() => {
+                        self.not_identity(s, &key, to);
+                        fields.push((k.clone(), to.to_string()));
+                    }
+                    _ => self.at(s, &key, "must be a non-empty string (the target field)"),
+                }
+            }
+        }
+        let skip_fields = self.strs(s, "skip_fields");
+        let member_states = self.strs(s, "member_states");
+        Some(Op::SplitPartitions(Box::new(
+            super::spec::SplitPartitions {
+                types: types?,
+                primary_types: primary_types?,
+                via: via?,
+                members: members?,
+                member_field: member_field?,
+                list_field,
+                parent_field: parent_field?,
+                suffix: suffix?,
+                digits: digits?,
+                min: min?,
+                fields,
+                skip_fields,
+                member_states,
+            },
+        )))
     }
 
     fn filter(&mut self, s: &StepCtx<'_>) -> Option<Op> {
@@ -508,6 +592,24 @@ impl Checker {
             match &s.op {
                 Op::Move { .. } | Op::RenameType { .. } => {
                     seen_path_change.get_or_insert(s);
+                }
+                Op::SplitPartitions(_) => {
+                    if let Some(m) = seen_path_change {
+                        let ctx = StepCtx {
+                            t: &toml::Table::new(),
+                            index: s.index,
+                            label: s.label.clone(),
+                        };
+                        self.at(
+                            &ctx,
+                            "op",
+                            format!(
+                                "split_partitions selects objects by their input type: put it \
+                                 before step {} ({})",
+                                m.index, m.label
+                            ),
+                        );
+                    }
                 }
                 Op::PrefixIds { .. } => {
                     prefixes += 1;

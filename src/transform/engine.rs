@@ -55,6 +55,8 @@ struct ObjectsPass {
     changed: u64,
     counts: BTreeMap<String, u64>,
     dropped_by_type: BTreeMap<String, u64>,
+    /// Objects merged into others, per type (their uids are in `dropped` too: their rows go).
+    merged_by_type: BTreeMap<String, u64>,
     dropped: HashSet<String>,
     blob_effects: HashMap<String, Vec<BlobEffect>>,
     /// `map_states`: each object's one `workflow_states` row (workflow, state), by uid.
@@ -72,6 +74,8 @@ enum Done {
     Dropped {
         uid: String,
         portal_type: String,
+        /// Merged into another object rather than dropped.
+        merged: bool,
     },
 }
 
@@ -133,6 +137,7 @@ fn write_output(
     if prepare::needs_fold_scan(pipeline) {
         prepare::scan_fold_sources(&input.dir, &mut builder)?;
     }
+    prepare::scan_partitions(&input.dir, &mut builder)?;
     let ctx = builder.finish();
     let pass = objects_pass(&input.dir, staging, pipeline, &ctx)?;
     let mut report = TransformReport {
@@ -144,6 +149,7 @@ fn write_output(
         objects_out: pass.objects_out,
         objects_changed: pass.changed,
         dropped: pass.dropped_by_type.clone(),
+        merged: pass.merged_by_type.clone(),
         ..TransformReport::default()
     };
     report.rows.insert(OBJECTS.name.into(), pass.objects_out);
@@ -268,6 +274,17 @@ fn provenance(r: &TransformReport) -> Vec<Note> {
             format!("{dropped} objects dropped ({})", per.join(" ")),
         ));
     }
+    let merged: u64 = r.merged.values().sum();
+    if merged > 0 {
+        let per: Vec<String> = r.merged.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+        out.push(note(
+            "merged_objects",
+            format!(
+                "{merged} objects merged into others, their fields kept there ({})",
+                per.join(" ")
+            ),
+        ));
+    }
     if r.dangling_total > 0 {
         let first: Vec<String> = r
             .dangling
@@ -373,8 +390,17 @@ fn objects_pass(
                         }
                         kept.push(row);
                     }
-                    Ok(Done::Dropped { uid, portal_type }) => {
-                        *pass.dropped_by_type.entry(portal_type).or_default() += 1;
+                    Ok(Done::Dropped {
+                        uid,
+                        portal_type,
+                        merged,
+                    }) => {
+                        let per = if merged {
+                            &mut pass.merged_by_type
+                        } else {
+                            &mut pass.dropped_by_type
+                        };
+                        *per.entry(portal_type).or_default() += 1;
                         pass.dropped.insert(uid);
                     }
                     Err(m) => {
@@ -429,6 +455,7 @@ fn transform_row(
         return Ok(Done::Dropped {
             uid: o.uid,
             portal_type: o.portal_type,
+            merged: outcome.merged_into.is_some(),
         });
     }
     let changed = o.dirty

@@ -142,6 +142,8 @@ pub(crate) struct Context {
     pub prefix: Option<PrefixSet>,
     /// Per `fold_fields` step index: the folded fields of each source object, by uid.
     pub fold: HashMap<usize, HashMap<String, Map<String, Value>>>,
+    /// Per `split_partitions` step index: what becomes of partitions, primaries and members.
+    pub partitions: HashMap<usize, super::partitions::PartitionPlan>,
 }
 
 /// What applying the steps did to one object.
@@ -154,6 +156,9 @@ pub(crate) struct Outcome {
     /// Set by `map_states`: the object's `workflow_states` rows become this one
     /// (workflow, state).
     pub state: Option<StateRow>,
+    /// Set with `keep = false` when the object was merged into another (its uid), not
+    /// dropped: `split_partitions` folds a lone partition into its primary.
+    pub merged_into: Option<String>,
 }
 
 /// Applies every step to one object.
@@ -165,6 +170,7 @@ pub(crate) fn apply(steps: &[Step], ctx: &Context, o: &mut Obj) -> Result<Outcom
         keep: true,
         blob_effects: Vec::new(),
         state: None,
+        merged_into: None,
     };
     for step in steps {
         match &step.op {
@@ -279,6 +285,14 @@ pub(crate) fn apply(steps: &[Step], ctx: &Context, o: &mut Obj) -> Result<Outcom
                     && let Some(state) = map_state(o, states, when)?
                 {
                     out.state = Some((workflow.clone(), Some(state)));
+                }
+            }
+            Op::SplitPartitions(spec) => {
+                if let Some(plan) = ctx.partitions.get(&step.index) {
+                    super::partitions::apply(spec, plan, o, &mut out)?;
+                    if !out.keep {
+                        return Ok(out);
+                    }
                 }
             }
         }

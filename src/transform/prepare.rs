@@ -18,7 +18,8 @@ use crate::snapshot::layout;
 use crate::snapshot::table::OBJECTS;
 use crate::snapshot::table::{Cell, TableReader};
 
-use super::ops::Context;
+use super::ops::{Context, Obj};
+use super::partitions::PlanBuilder;
 use super::paths::PrefixSet;
 use super::spec::{Op, Pipeline, Problem, SaltSource};
 
@@ -97,6 +98,8 @@ pub(crate) struct ContextBuilder {
     wanted_parents: HashSet<String>,
     prefix_types: Vec<String>,
     prefix: Option<PrefixSet>,
+    /// Per `split_partitions` step: (step index, its plan in the making).
+    partitions: Vec<(usize, PlanBuilder)>,
     ctx: Context,
 }
 
@@ -108,6 +111,7 @@ impl ContextBuilder {
             wanted_parents: HashSet::new(),
             prefix_types: Vec::new(),
             prefix: None,
+            partitions: Vec::new(),
             ctx: Context {
                 salts,
                 ..Context::default()
@@ -140,6 +144,7 @@ impl ContextBuilder {
                     from_types.clone(),
                     fields.iter().map(|(from, _)| from.clone()).collect(),
                 )),
+                Op::SplitPartitions(spec) => b.partitions.push((s.index, PlanBuilder::new(spec))),
                 _ => {}
             }
         }
@@ -186,9 +191,50 @@ impl ContextBuilder {
         }
     }
 
+    /// Whether a `split_partitions` step needs the partitions scan.
+    pub fn has_partitions(&self) -> bool {
+        !self.partitions.is_empty()
+    }
+
+    /// Whether pass `second` (false: the first) of the partitions scan reads this type.
+    pub fn partitions_read(&self, second: bool, portal_type: &str) -> bool {
+        self.partitions.iter().any(|(_, b)| {
+            if second {
+                b.second_reads(portal_type)
+            } else {
+                b.first_reads(portal_type)
+            }
+        })
+    }
+
+    /// One input object through pass `second` (false: the first) of the partitions scan.
+    ///
+    /// # Errors
+    /// When the object's fields are not a JSON object (naming the uid).
+    pub fn add_partitions(&mut self, second: bool, o: &mut Obj) -> std::result::Result<(), String> {
+        for (_, b) in &mut self.partitions {
+            if second {
+                b.second(o)?;
+            } else {
+                b.first(o)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Between the two passes of the partitions scan.
+    pub fn partitions_chosen(&mut self) {
+        for (_, b) in &mut self.partitions {
+            b.chosen();
+        }
+    }
+
     /// The context.
     pub fn finish(mut self) -> Context {
         self.ctx.prefix = self.prefix;
+        for (index, b) in self.partitions {
+            self.ctx.partitions.insert(index, b.finish());
+        }
         self.ctx
     }
 }
@@ -228,6 +274,39 @@ pub(crate) fn scan_fold_sources(snap: &Path, b: &mut ContextBuilder) -> Result<(
                     format!("object {uid}: fields are not a JSON object"),
                 ));
             }
+        }
+    }
+    Ok(())
+}
+
+/// The two passes `split_partitions` makes over the input before the data pass (nothing when
+/// the pipeline has no such step): partitions and primaries first, then the chosen primaries'
+/// fields and their members.
+///
+/// # Errors
+/// When the table cannot be read or an object's fields are not a JSON object (naming the
+/// file and the uid).
+pub(crate) fn scan_partitions(snap: &Path, b: &mut ContextBuilder) -> Result<()> {
+    if !b.has_partitions() {
+        return Ok(());
+    }
+    let path = snap.join(layout::table_rel(OBJECTS.name));
+    let c_type = OBJECTS.col("portal_type").unwrap_or(1);
+    for second in [false, true] {
+        if second {
+            b.partitions_chosen();
+        }
+        for row in TableReader::open(snap, &OBJECTS)? {
+            let row = row?;
+            let pt = row.get(c_type).and_then(Cell::as_str).unwrap_or_default();
+            if !b.partitions_read(second, pt) {
+                continue;
+            }
+            let mut o = Obj::from_row(row).ok_or_else(|| {
+                Error::snapshot(&path, "an objects row does not have the objects schema")
+            })?;
+            b.add_partitions(second, &mut o)
+                .map_err(|m| Error::snapshot(&path, m))?;
         }
     }
     Ok(())

@@ -116,6 +116,18 @@ fn run_one(p: &super::Pipeline, t: &PipelineTest) -> std::result::Result<(), Str
             b.add_fold_source(&o.uid, &o.portal_type, &fields);
         }
     }
+    if b.has_partitions() {
+        for second in [false, true] {
+            if second {
+                b.partitions_chosen();
+            }
+            for o in &input {
+                if b.partitions_read(second, &o.portal_type) {
+                    b.add_partitions(second, &mut o.clone())?;
+                }
+            }
+        }
+    }
     let ctx = b.finish();
     let mut got = Vec::new();
     let mut dropped = HashSet::new();

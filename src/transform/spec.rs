@@ -174,6 +174,50 @@ pub(crate) enum Op {
         states: BTreeMap<String, String>,
         when: Vec<(String, BTreeMap<String, String>)>,
     },
+    /// BIKA 3.1 sample partitions to SENAITE 2.x (`split_partitions`, see [`SplitPartitions`]).
+    SplitPartitions(Box<SplitPartitions>),
+}
+
+/// `split_partitions`: the partitions (objects of `types`, children of the object a primary
+/// references through `via`) of a container holding `min` or more become partitions of the
+/// primary, of the primary's type: id `<primary id><suffix><n, digits wide>`, beside the
+/// primary, with the primary's fields (less `skip_fields`), the partition's `fields`, its state
+/// (the primary's, or its members' by `member_states`) and `parent_field` referencing the
+/// primary; the members (objects of
+/// `members` under the primary whose `member_field` names a partition) move into it, and the
+/// primary's `list_field` keeps only the members left to it. A container with fewer partitions
+/// has its partition merged into the primary (its `fields` folded in, never blanking a value)
+/// and the partition object goes, counted as merged.
+#[derive(Debug, Clone)]
+pub(crate) struct SplitPartitions {
+    /// Partition types (input).
+    pub types: Vec<String>,
+    /// Primary types (input): the objects that reference the partitions' container.
+    pub primary_types: Vec<String>,
+    /// The primaries' reference field naming the container.
+    pub via: String,
+    /// Member types: objects under a primary assigned to a partition.
+    pub members: Vec<String>,
+    /// The members' reference field naming their partition.
+    pub member_field: String,
+    /// The primaries' list of members (reference dicts), split between primary and partitions.
+    pub list_field: Option<String>,
+    /// The partitions' reference to their primary.
+    pub parent_field: String,
+    /// Between the primary's id and the partition number.
+    pub suffix: String,
+    /// Width of the partition number (zero-padded).
+    pub digits: usize,
+    /// Least number of partitions in a container that makes partitions (else merged).
+    pub min: usize,
+    /// (partition field, field of the new object), in file order.
+    pub fields: Vec<(String, String)>,
+    /// Fields of the primary not copied onto its partitions.
+    pub skip_fields: Vec<String>,
+    /// States in the order they progress (e.g. received, to be verified, verified): a partition
+    /// whose members' and primary's states are all listed takes its least advanced member's;
+    /// otherwise (or when empty) the primary's state.
+    pub member_states: Vec<String>,
 }
 
 /// A step: its label and operation.
@@ -491,6 +535,85 @@ mod tests {
                 Some(&serde_json::json!([{"admitted": [], "small_default": null}]))
             ),
             other => panic!("not map_values: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn split_partitions_is_checked_and_comes_before_moves() {
+        let p = problems(
+            r#"
+            name = "x"
+            [[steps]]
+            op = "move"
+            from = "/lims"
+            to = "/senaite"
+            [[steps]]
+            name = "parts"
+            op = "split_partitions"
+            types = ["SamplePartition"]
+            via = "Sample"
+            members = []
+            member_field = "path"
+            parent_field = "ParentAnalysisRequest"
+            suffix = "-P/"
+            digits = 0
+            fields = { Container = 3 }
+            "#,
+        );
+        let keys: Vec<(Option<usize>, &str)> = p.iter().map(|p| (p.step, p.key.as_str())).collect();
+        for want in [
+            (Some(2), "primary_types"),
+            (Some(2), "members"),
+            (Some(2), "member_field"),
+            (Some(2), "suffix"),
+            (Some(2), "digits"),
+            (Some(2), "fields.Container"),
+        ] {
+            assert!(keys.contains(&want), "{want:?} missing: {p:?}");
+        }
+        assert_eq!(p.len(), 6, "{p:?}");
+        let late = problems(
+            r#"
+            name = "x"
+            [[steps]]
+            op = "rename_type"
+            from = "A"
+            to = "B"
+            [[steps]]
+            op = "split_partitions"
+            types = ["SamplePartition"]
+            primary_types = ["AnalysisRequest"]
+            via = "Sample"
+            members = ["Analysis"]
+            member_field = "SamplePartition"
+            parent_field = "ParentAnalysisRequest"
+            suffix = "-P"
+            "#,
+        );
+        assert_eq!(late.len(), 1, "{late:?}");
+        assert_eq!((late[0].step, late[0].key.as_str()), (Some(2), "op"));
+        let ok = parse(
+            Path::new("p.toml"),
+            br#"
+            name = "x"
+            [[steps]]
+            op = "split_partitions"
+            types = ["SamplePartition"]
+            primary_types = ["AnalysisRequest"]
+            via = "Sample"
+            members = ["Analysis"]
+            member_field = "SamplePartition"
+            list_field = "Analyses"
+            parent_field = "ParentAnalysisRequest"
+            suffix = "-P"
+            fields = { Container = "Container" }
+            skip_fields = ["Remarks"]
+            "#,
+        )
+        .unwrap();
+        match &ok.steps[0].op {
+            Op::SplitPartitions(s) => assert_eq!((s.digits, s.min), (2, 2)),
+            other => panic!("not split_partitions: {other:?}"),
         }
     }
 

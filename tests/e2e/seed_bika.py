@@ -14,7 +14,15 @@ Modelled on ../shared/bika/record.py, but through bika.lims' own legacy API only
              seed-submitted (results entered and submitted: to_be_verified),
              seed-verified (verified: the Zope-root admin may verify its own results),
              seed-cancelled (cancellation_state cancelled),
-             seed-lakeside (client LS, Mg, received)
+             seed-lakeside (client LS, Mg, received),
+             seed-partitioned (a sample in two partitions: Calcium in -P1, container
+             Bottle 500 ml, Magnesium in -P2, container Vial 50 ml with preservation
+             Acidified; received, both results submitted). BIKA's legacy create makes one
+             partition only: this one goes through the AR add form's own submit view
+             (CLIENT/analysisrequest_submit, its `state` JSON with the Partitions the form's
+             JavaScript computes, and the _authenticator every legacy read answers with)
+  setup      (for the partitions) containers Bottle 500 ml and Vial 50 ml, preservation
+             Acidified
   attachment an Attachment with a binary file (multipart upload), referenced by
              seed-submitted's Attachment field
   users      Plone users analyst1 (Analyst) and labmanager1 (LabManager), added through
@@ -71,6 +79,21 @@ def post(route, form=None, body=None, ctype=None):
     if out.get("success") is False:
         sys.exit("%s %s -> %s" % (route, form, out.get("message") or out.get("error")))
     return out
+
+
+def post_to(path, form):
+    """A form POST to a site-relative browser view (e.g. a client's analysisrequest_submit)."""
+    req = urllib.request.Request(SITE + path, method="POST",
+                                 data=urllib.parse.urlencode(form, doseq=True).encode())
+    req.add_header("Authorization", AUTH)
+    try:
+        raw = urllib.request.urlopen(req, timeout=120).read()
+    except urllib.error.HTTPError as e:
+        sys.exit("%s -> HTTP %d: %s" % (path, e.code, e.read()[:500]))
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except ValueError:
+        sys.exit("%s -> not JSON: %s" % (path, raw[:500]))
 
 
 def read(catalog, **flt):
@@ -217,6 +240,61 @@ for csid, client, contact, stype, services, target in SAMPLES:
             if an.get("review_state") == "to_be_verified":
                 action("bika_analysis_catalog", an["UID"], "verify")
                 print("verified %s %s" % (ar["id"], an["UID"]))
+
+# --- a sample in two partitions (BIKA's AR add form, analysisrequest_submit): Calcium in
+# W-....-P1 (container Bottle 500 ml), Magnesium in W-....-P2 (container Vial 50 ml, preservation
+# Acidified), received, results entered and submitted. The legacy create makes one partition
+# only; the add form's submit takes the partitions its JavaScript computes (state.Partitions)
+# and needs the form's _authenticator, which every legacy read answers with.
+def ensure_setup(portal_type, folder, title, extra):
+    form = {"obj_path": "/bika_setup/" + folder, "title": title}
+    form.update(extra)
+    return ensure("bika_setup_catalog", portal_type, "title", title, form)
+
+
+acidified = ensure_setup("Preservation", "bika_preservations", "Acidified", {"Category": "lab"})
+bottle = ensure_setup("Container", "bika_containers", "Bottle 500 ml", {"Capacity": "500 ml"})
+vial = ensure_setup("Container", "bika_containers", "Vial 50 ml", {"Capacity": "50 ml"})
+if "seed-partitioned" not in ars_by_csid():
+    got = post("read", {"catalog_name": "bika_setup_catalog", "portal_type": "AnalysisService",
+                        "page_size": "0", "include_fields": "UID,title"})
+    svc = {o["title"]: o["UID"] for o in got["objects"]}
+    contact = [o for o in read("portal_catalog", portal_type="Contact")
+               if title_of(o, "getFullname") == "Rita Mohale"][0]
+    state = {"0": {
+        "Client": hh["UID"], "Client_uid": hh["UID"],
+        "Contact": contact["UID"], "Contact_uid": contact["UID"],
+        "SampleType": water["UID"], "SampleType_uid": water["UID"],
+        "SamplingDate": "2026-11-26", "ClientSampleID": "seed-partitioned", "Sample": "",
+        "Analyses": [svc["Calcium"], svc["Magnesium"]],
+        "Partitions": [
+            {"services": [svc["Calcium"]], "container_uid": [bottle["UID"]], "preservation_uid": ""},
+            {"services": [svc["Magnesium"]], "container_uid": [vial["UID"]], "preservation_uid": ""},
+        ]}}
+    out = post_to(rel(hh["path"]) + "/analysisrequest_submit",
+                  {"state": json.dumps(state), "_authenticator": got["_authenticator"]})
+    if "success" not in out or out.get("errors"):
+        sys.exit("analysisrequest_submit -> %s" % out)
+    print("created seed-partitioned (two partitions)")
+part_ar = ars_by_csid()["seed-partitioned"]
+parts = {o["id"]: o for o in read("portal_catalog", portal_type="SamplePartition")
+         if o["path"].startswith(part_ar["path"].rsplit("/", 1)[0] + "/" + part_ar["Sample"] + "/")}
+if len(parts) != 2:
+    sys.exit("seed-partitioned: expected 2 partitions, found %s" % sorted(parts))
+p2 = parts[part_ar["Sample"] + "-P2"]
+if acidified["UID"] not in (p2.get("Preservation_uid") or ""):
+    post("update", {"obj_path": rel(p2["path"]), "Preservation": "uid:" + acidified["UID"]})
+    print("preservation Acidified on %s" % p2["id"])
+if part_ar.get("review_state") == "sample_due":
+    action("bika_catalog", part_ar["UID"], "receive")
+    print("received %s" % part_ar["id"])
+for an in read("bika_analysis_catalog", portal_type="Analysis",
+               include_fields="UID,path,Keyword,Result,review_state", getRequestID=part_ar["id"]):
+    if an.get("review_state") == "sample_received":
+        if an.get("Result") != RESULTS[an["Keyword"]]:
+            post("update", {"obj_path": rel(an["path"]), "Result": RESULTS[an["Keyword"]]})
+        action("bika_analysis_catalog", an["UID"], "submit")
+        print("submitted %s %s" % (part_ar["id"], an["Keyword"]))
 
 # --- an attachment with binary bytes, referenced by seed-submitted
 hh_path = rel(hh["path"])

@@ -23,7 +23,9 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use senaite_sync::sandbox::bika::{BikaData, BikaDouble, recorded_catalogs};
+use senaite_sync::sandbox::bika::{
+    BikaData, BikaDouble, recorded_catalogs, recorded_partitioned_catalogs,
+};
 use senaite_sync::snapshot::table::{OBJECTS, TableReader, USERS, WORKFLOW_STATES};
 
 struct Sites {
@@ -182,19 +184,28 @@ fn a_bika_lab_arrives_in_senaite_26() {
         ),
         0,
     );
-    // The transform reports what it dropped (BIKA's Sample and SamplePartition objects).
+    // The transform reports what it dropped (BIKA's Sample objects, their fields folded into
+    // the requests) and merged (each lone SamplePartition, into its request); no partition is
+    // dropped: the seeded two-partition sample's become 2.6 partitions.
     let manifest: Value =
         serde_json::from_slice(&std::fs::read(moved.join("manifest.json")).unwrap()).unwrap();
-    let dropped_note = manifest["notes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["subject"] == "dropped_objects")
-        .map(|n| n["message"].as_str().unwrap().to_string())
-        .unwrap_or_default();
+    let note = |subject: &str| {
+        manifest["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["subject"] == subject)
+            .map(|n| n["message"].as_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    let (dropped_note, merged_note) = (note("dropped_objects"), note("merged_objects"));
     assert!(
-        dropped_note.contains("Sample:") && dropped_note.contains("SamplePartition:"),
-        "transform manifest names the dropped Sample/SamplePartition objects: {dropped_note:?}"
+        dropped_note.contains("Sample:") && !dropped_note.contains("SamplePartition"),
+        "transform manifest names the dropped Samples and no partition: {dropped_note:?}"
+    );
+    assert!(
+        merged_note.contains("SamplePartition:"),
+        "transform manifest names the merged lone partitions: {merged_note:?}"
     );
 
     let out = bin(
@@ -368,6 +379,138 @@ fn a_bika_lab_arrives_in_senaite_26() {
             assert_eq!(a["review_state"], want.as_str(), "{id}/{}: state", an["id"]);
         }
     }
+
+    // The sample in two partitions (seed-partitioned): on SENAITE a primary with the 2.x
+    // partitions <id>-P01 and -P02 (the BIKA partitions' uids, in their order), each with
+    // ParentAnalysisRequest = the primary, the primary's state and client, the partition's
+    // container, and the analyses of its BIKA partition (result and state checked above).
+    let primary = ars
+        .iter()
+        .find(|a| a["ClientSampleID"] == "seed-partitioned")
+        .expect("the seed's partitioned sample");
+    let (p_uid, p_id) = (
+        primary["UID"].as_str().unwrap(),
+        primary["id"].as_str().unwrap(),
+    );
+    let sample_path = {
+        let ar_path = primary["path"].as_str().unwrap();
+        format!(
+            "{}/{}",
+            ar_path.rsplit_once('/').unwrap().0,
+            primary["Sample"].as_str().unwrap()
+        )
+    };
+    let mut parts: Vec<Map<String, Value>> = s
+        .bika_read("portal_catalog", "SamplePartition")
+        .into_iter()
+        .filter(|p| {
+            p["path"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{sample_path}/"))
+        })
+        .collect();
+    parts.sort_by_key(|p| {
+        let id = p["id"].as_str().unwrap();
+        id.rsplit_once("-P").unwrap().1.parse::<u32>().unwrap()
+    });
+    assert_eq!(parts.len(), 2, "seed-partitioned has two partitions");
+    let got_primary = s.dest_get(p_uid).unwrap();
+    let dest_path = |p: &Value| p.as_str().unwrap().replacen("/lims/", "/senaite/", 1);
+    let mut descendants = BTreeSet::new();
+    for (n, part) in parts.iter().enumerate() {
+        let uid = part["UID"].as_str().unwrap();
+        let want_id = format!("{p_id}-P{:02}", n + 1);
+        let got = s
+            .dest_get(uid)
+            .unwrap_or_else(|| panic!("partition {want_id} ({uid}) not on SENAITE"));
+        assert_eq!(got["portal_type"], "AnalysisRequest", "{want_id}");
+        assert_eq!(got["id"], want_id.as_str());
+        assert_eq!(
+            got["path"].as_str().unwrap(),
+            format!("{}/{want_id}", dest_path(&got_primary["parent_path"])),
+            "{want_id}: beside its primary"
+        );
+        assert_eq!(
+            got.get("ParentAnalysisRequest").and_then(uid_of),
+            Some(p_uid),
+            "{want_id}: ParentAnalysisRequest"
+        );
+        assert_eq!(
+            got["getClientUID"], primary["Client_uid"],
+            "{want_id}: client"
+        );
+        // The primary's state, or its own analyses' least advanced one when all are further
+        // along (the pipeline's member_states).
+        let order = ["sample_received", "to_be_verified", "verified", "published"];
+        let rank = |st: &Value| order.iter().position(|o| st == *o);
+        let own: Vec<Option<usize>> = primary["Analyses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["SamplePartition_uid"] == part["UID"])
+            .map(|a| rank(&a["review_state"]))
+            .collect();
+        let want_state = match (rank(&primary["review_state"]), own.iter().min()) {
+            (Some(_), Some(Some(least))) if own.iter().all(Option::is_some) => {
+                Value::from(order[*least])
+            }
+            _ => got_primary["review_state"].clone(),
+        };
+        assert_eq!(got["review_state"], want_state, "{want_id}: state");
+        assert_eq!(
+            got.get("Container").and_then(uid_of),
+            part["Container_uid"].as_str(),
+            "{want_id}: container"
+        );
+        assert_eq!(
+            got.get("Preservation").and_then(uid_of),
+            part.get("Preservation_uid").and_then(Value::as_str),
+            "{want_id}: preservation"
+        );
+        descendants.insert(uid.to_string());
+        let mine: Vec<&Value> = primary["Analyses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["SamplePartition_uid"] == part["UID"])
+            .collect();
+        assert_eq!(
+            mine.len(),
+            1,
+            "{want_id}: one analysis per seeded partition"
+        );
+        for a in mine {
+            let got_a = s.dest_get(a["UID"].as_str().unwrap()).unwrap();
+            assert_eq!(
+                got_a["parent_uid"], uid,
+                "{want_id}: analysis {} moved into its partition",
+                a["id"]
+            );
+            assert_eq!(
+                got_a["path"].as_str().unwrap(),
+                format!(
+                    "{}/{}",
+                    got["path"].as_str().unwrap(),
+                    a["id"].as_str().unwrap()
+                )
+            );
+        }
+    }
+    let got_descendants: BTreeSet<String> = got_primary["getDescendantsUIDs"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{p_id}: getDescendantsUIDs: {got_primary:?}"))
+        .iter()
+        .filter_map(|u| u.as_str().map(str::to_string))
+        .collect();
+    assert_eq!(got_descendants, descendants, "{p_id}: getDescendants");
+    assert!(
+        got_primary
+            .get("ParentAnalysisRequest")
+            .and_then(uid_of)
+            .is_none(),
+        "{p_id} is the root"
+    );
 
     // Setup items, from the live BIKA's setup catalog: each on SENAITE (by uid) or reported.
     for pt in ["SampleCondition", "AnalysisCategory"] {
@@ -566,4 +709,302 @@ fn recorded_bika_extract_transforms_to_senaite_26_shapes() {
                 && !w.starts_with("bika_cancellation"))),
         "no BIKA sample/analysis/cancellation workflow rows left"
     );
+}
+
+/// The shipped pipeline on an extract of the recorded two-partition sample (a real BIKA 3.1.15,
+/// `data/fixtures/bika/legacy_read_partition*`): the request stays the primary, each BIKA
+/// partition becomes the 2.6 partition `<id>-P01`/`-P02` (its uid, the primary's state, its
+/// container and preservation under their 2.6 names and paths), the analyses move into their
+/// partitions, nothing is dropped but the Sample, a second transform of the same input writes
+/// the same snapshot, and a later extract (one analysis verified) diffs against the first as
+/// exactly that analysis, in place in its partition (the delta pass lines up).
+#[test]
+fn recorded_partitioned_bika_sample_becomes_senaite_26_partitions() {
+    let d = BikaDouble::start(BikaData {
+        catalogs: recorded_partitioned_catalogs(),
+        ..Default::default()
+    })
+    .unwrap();
+    let work = crate::util::scratch("bika-recorded-partitions");
+    let snap = work.join("bika");
+    crate::util::run_expect(
+        bin(
+            &[
+                "extract",
+                "--source-kind",
+                "bika",
+                "--url",
+                &d.site_url(),
+                "--out",
+            ],
+            &[&snap],
+        ),
+        0,
+    );
+    let pipeline = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/bika31-to-senaite26.toml");
+    let transform = |out: &Path| {
+        crate::util::run_expect(
+            bin(
+                &["transform"],
+                &[
+                    &snap,
+                    Path::new("--pipeline"),
+                    &pipeline,
+                    Path::new("--out"),
+                    out,
+                ],
+            ),
+            0,
+        );
+        senaite_sync::snapshot::Snapshot::open(out)
+            .unwrap()
+            .manifest
+    };
+    let (moved, again) = (work.join("senaite26"), work.join("senaite26-again"));
+    let m = transform(&moved);
+    assert_eq!(
+        m.snapshot_id,
+        transform(&again).snapshot_id,
+        "the same input transforms to the same snapshot"
+    );
+    let dropped = m
+        .notes
+        .iter()
+        .find(|n| n.subject == "dropped_objects")
+        .map(|n| n.message.clone())
+        .unwrap_or_default();
+    assert!(
+        dropped.contains("Sample:1") && !dropped.contains("SamplePartition"),
+        "{dropped}"
+    );
+    assert!(m.notes.iter().all(|n| n.subject != "merged_objects"));
+
+    // A later extract in which Magnesium (partition 2) was verified: its transform lines up with
+    // the first, so the diff (the delta a delta load applies) is that analysis, modified in place
+    // in its partition, and that partition, now verified (all its analyses are); no partition is
+    // created, moved or deleted.
+    let mut later = recorded_partitioned_catalogs();
+    let verify = |a: &mut Value| {
+        if a["Keyword"] == "Mg" {
+            a["review_state"] = Value::from("verified");
+        }
+    };
+    for ar in later.get_mut("bika_catalog").unwrap() {
+        if let Some(Value::Array(list)) = ar.get_mut("Analyses") {
+            list.iter_mut().for_each(verify);
+        }
+    }
+    for a in later.get_mut("bika_analysis_catalog").unwrap() {
+        let mut v = Value::Object(a.clone());
+        verify(&mut v);
+        *a = v.as_object().unwrap().clone();
+    }
+    let d2 = BikaDouble::start(BikaData {
+        catalogs: later,
+        ..Default::default()
+    })
+    .unwrap();
+    let (snap2, moved2) = (work.join("bika-later"), work.join("senaite26-later"));
+    crate::util::run_expect(
+        bin(
+            &[
+                "extract",
+                "--source-kind",
+                "bika",
+                "--url",
+                &d2.site_url(),
+                "--out",
+            ],
+            &[&snap2],
+        ),
+        0,
+    );
+    crate::util::run_expect(
+        bin(
+            &["transform"],
+            &[
+                &snap2,
+                Path::new("--pipeline"),
+                &pipeline,
+                Path::new("--out"),
+                &moved2,
+            ],
+        ),
+        0,
+    );
+    let out = crate::util::run_expect(bin(&["diff", "--json"], &[&moved, &moved2]), 1);
+    let diff: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        diff["totals"],
+        serde_json::json!({"created": 0, "modified": 2, "moved": 0, "deleted": 0,
+                           "unchanged": diff["totals"]["unchanged"], "ignored_only": 0}),
+        "{}",
+        diff["objects"]
+    );
+    let mut changed: Vec<(String, String, Value)> = diff["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            let state = o["changes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["kind"] == "review_state")
+                .map(|c| c["new"].clone())
+                .unwrap_or(Value::Null);
+            let path = o["path"].as_str().unwrap();
+            // the path from the partition on (client-1/W-....-R01-P02[/Mg])
+            let tail = path.rsplit_once("-R01-").map_or(path, |(_, t)| t);
+            (
+                o["portal_type"].as_str().unwrap().to_string(),
+                tail.to_string(),
+                state,
+            )
+        })
+        .collect();
+    changed.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    assert_eq!(
+        changed,
+        vec![
+            (
+                "Analysis".to_string(),
+                "P02/Mg".to_string(),
+                Value::from("verified")
+            ),
+            (
+                "AnalysisRequest".to_string(),
+                "P02".to_string(),
+                Value::from("verified")
+            ),
+        ]
+    );
+
+    let live = recorded_partitioned_catalogs();
+    let ar = &live["bika_catalog"][0];
+    let (ar_uid, ar_id) = (ar["UID"].as_str().unwrap(), ar["id"].as_str().unwrap());
+    let mut parts = live["portal_catalog"]
+        .iter()
+        .filter(|o| o["portal_type"] == "SamplePartition")
+        .collect::<Vec<_>>();
+    parts.sort_by_key(|p| p["id"].as_str().unwrap().to_string());
+    assert_eq!(parts.len(), 2);
+
+    let rows = TableReader::read_all(&moved, &OBJECTS).unwrap();
+    let col = |n: &str| OBJECTS.columns.iter().position(|c| c.0 == n).unwrap();
+    let (c_uid, c_type, c_path, c_parent, c_id, c_state, c_fields) = (
+        col("uid"),
+        col("portal_type"),
+        col("path"),
+        col("parent_uid"),
+        col("id"),
+        col("review_state"),
+        col("fields"),
+    );
+    let row = |uid: &str| {
+        rows.iter()
+            .find(|r| r[c_uid].as_str() == Some(uid))
+            .unwrap_or_else(|| panic!("{uid} not in the output"))
+    };
+    let fields_of = |r: &Vec<senaite_sync::snapshot::table::Cell>| -> Value {
+        serde_json::from_str(r[c_fields].as_str().unwrap()).unwrap()
+    };
+    let primary = row(ar_uid);
+    let client_path = "/senaite/clients/client-1";
+    assert_eq!(
+        primary[c_path].as_str().unwrap(),
+        format!("{client_path}/{ar_id}")
+    );
+    assert_eq!(fields_of(primary)["Analyses"], serde_json::json!([]));
+    let states = TableReader::read_all(&moved, &WORKFLOW_STATES).unwrap();
+    for (n, part) in parts.iter().enumerate() {
+        let uid = part["UID"].as_str().unwrap();
+        let want_id = format!("{ar_id}-P{:02}", n + 1);
+        let r = row(uid);
+        assert_eq!(r[c_type].as_str(), Some("AnalysisRequest"));
+        assert_eq!(r[c_id].as_str(), Some(want_id.as_str()));
+        assert_eq!(
+            r[c_path].as_str().unwrap(),
+            format!("{client_path}/{want_id}")
+        );
+        assert_eq!(r[c_parent].as_str(), primary[c_parent].as_str());
+        assert_eq!(r[c_state].as_str(), Some("to_be_verified"));
+        let f = fields_of(r);
+        assert_eq!(f["ParentAnalysisRequest"]["uid"], ar_uid);
+        assert_eq!(
+            f["ParentAnalysisRequest"]["url"],
+            format!("{client_path}/{ar_id}")
+        );
+        assert_eq!(f["RequestID"], want_id.as_str());
+        assert_eq!(f["ClientSampleID"], "seed-partitioned");
+        assert_eq!(f["Container"]["uid"], part["Container_uid"]);
+        assert!(
+            f["Container"]["url"]
+                .as_str()
+                .unwrap()
+                .starts_with("/senaite/setup/samplecontainers/"),
+            "{}",
+            f["Container"]
+        );
+        assert_eq!(
+            f["Preservation"].get("uid").and_then(Value::as_str),
+            part.get("Preservation_uid").and_then(Value::as_str)
+        );
+        assert!(f.get("Sample").is_none() && f.get("SamplePartition").is_none());
+        assert_eq!(
+            f["DateReceived"],
+            fields_of(primary)["DateReceived"],
+            "the Sample's receipt date, as the primary's"
+        );
+        let st: Vec<(String, String)> = states
+            .iter()
+            .filter(|s| s[0].as_str() == Some(uid))
+            .map(|s| {
+                (
+                    s[1].as_str().unwrap().to_string(),
+                    s[2].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            st,
+            vec![(
+                "senaite_sample_workflow".to_string(),
+                "to_be_verified".to_string()
+            )]
+        );
+        let analyses: Vec<&Value> = ar["Analyses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["SamplePartition_uid"] == part["UID"])
+            .collect();
+        assert_eq!(analyses.len(), 1);
+        for a in analyses {
+            let an = row(a["UID"].as_str().unwrap());
+            let an_id = a["id"].as_str().unwrap();
+            assert_eq!(
+                an[c_path].as_str().unwrap(),
+                format!("{client_path}/{want_id}/{an_id}")
+            );
+            assert_eq!(an[c_parent].as_str(), Some(uid));
+            let af = fields_of(an);
+            assert_eq!(af["getRequestID"], want_id.as_str());
+            assert_eq!(af["Result"], a["Result"]);
+            let listed: Vec<(&Value, &Value)> = f["Analyses"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| (&e["uid"], &e["url"]))
+                .collect();
+            assert_eq!(
+                listed,
+                vec![(
+                    &a["UID"],
+                    &Value::from(format!("{client_path}/{want_id}/{an_id}"))
+                )],
+                "the partition lists its analysis"
+            );
+        }
+    }
 }

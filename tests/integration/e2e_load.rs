@@ -256,7 +256,8 @@ fn e2e_load_resumes_after_kill_verifies_and_never_duplicates() {
 /// a fresh destination given by `SENAITE_SYNC_E2E_RECEIVER_URL` (skipped without it, unless
 /// `SENAITE_SYNC_E2E=required`), populated by `load`, then every route poked directly: isolation
 /// of a bad record in its batch, 401 for anonymous and non-Manager callers, blob and size errors,
-/// idempotent principals and finalize, and a fresh sample id after finalize.
+/// a partition listed by its primary's `getDescendantsUIDs`, idempotent principals and finalize,
+/// and a fresh sample id after finalize.
 #[test]
 fn e2e_receiver_protocol_test_passes_inside_a_real_instance() {
     let Some(e) = env() else { return };
