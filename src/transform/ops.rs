@@ -533,6 +533,19 @@ fn apply_function(func: MapFunction, v: Value) -> Value {
             a.first().and_then(uid_of).unwrap_or(Value::Null)
         }
         (MapFunction::Lowercase, Value::String(s)) => Value::from(s.to_lowercase()),
+        (MapFunction::ServiceRecordsFromReferences, Value::Array(a)) => Value::Array(
+            a.iter()
+                .filter_map(uid_of)
+                .map(|uid| serde_json::json!({"uid": uid, "hidden": false}))
+                .collect(),
+        ),
+        (MapFunction::ServiceRecordsFromReferences, Value::Null) => Value::Array(Vec::new()),
+        (MapFunction::NumberFromString, Value::String(s)) => match s.trim().parse::<f64>() {
+            Ok(n) if n.is_finite() => {
+                serde_json::Number::from_f64(n).map_or(Value::String(s), Value::Number)
+            }
+            _ => Value::String(s),
+        },
         (_, other) => other,
     }
 }

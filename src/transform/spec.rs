@@ -78,6 +78,11 @@ pub(crate) enum MapFunction {
     UidFromReference,
     /// Lower-case a string.
     Lowercase,
+    /// A list of reference dicts (or uids) to 2.x service records `{uid, hidden: false}`
+    /// (AnalysisProfile / SampleTemplate `services`).
+    ServiceRecordsFromReferences,
+    /// A decimal string (`"12.50"`, 1.x prices) to a number; other strings stay.
+    NumberFromString,
 }
 
 /// Redaction method.
