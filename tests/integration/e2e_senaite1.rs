@@ -448,3 +448,233 @@ fn recorded_senaite1_responses_have_the_1x_shapes() {
     assert_eq!(item["review_state"], Value::Null);
     assert_eq!(state_of(&item).as_deref(), Some("verified"));
 }
+
+/// A SENAITE 1.3.5 stand-in serving the recorded answers (`data/fixtures/senaite1/`): `version`,
+/// `auth`, `catalogs` and `users` byte for byte, and `search` over the recorded complete records
+/// (per catalog by the recorded `/catalogs` type lists; `uid_catalog` answers the real
+/// `'uid_catalog'` 200 error), every other path Plone 4.3's HTML page, as the real one (no
+/// plone.restapi). It logs the paths asked for.
+struct Recorded1x {
+    base: String,
+    hits: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    _thread: std::thread::JoinHandle<()>,
+}
+
+impl Recorded1x {
+    fn start() -> Recorded1x {
+        let read = |name: &str| -> Value {
+            let p = crate::util::fixture_path(&format!("senaite1/{name}.json"));
+            serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap()
+        };
+        let mut objects: BTreeMap<String, Value> = BTreeMap::new();
+        for name in [
+            "list_analysiscategory_complete",
+            "list_analysisservice_complete",
+            "list_client_complete",
+            "list_contact_complete",
+            "list_department_complete",
+            "list_labcontact_complete",
+            "list_samplepoint_complete",
+            "list_sampletype_complete",
+            "search_samples_complete_workflow",
+            "search_analyses_complete",
+        ] {
+            for it in read(name)["items"].as_array().unwrap() {
+                objects.insert(it["uid"].as_str().unwrap().to_string(), it.clone());
+            }
+        }
+        let catalogs = read("catalogs");
+        let types_of: BTreeMap<String, BTreeSet<String>> = catalogs["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let types = c["portal_types"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect();
+                (c["id"].as_str().unwrap().to_string(), types)
+            })
+            .collect();
+        let (version, users) = (read("version"), read("users"));
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let base = format!("http://{}/senaite", server.server_addr().to_ip().unwrap());
+        let hits = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = hits.clone();
+        let thread = std::thread::spawn(move || {
+            for req in server.incoming_requests() {
+                let url = req.url().to_string();
+                log.lock().unwrap().push(url.clone());
+                let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+                let q: BTreeMap<String, String> = query
+                    .split('&')
+                    .filter_map(|kv| kv.split_once('='))
+                    .map(|(k, v)| (decode(k), decode(v)))
+                    .collect();
+                let route = path.strip_prefix("/senaite/@@API/senaite/v1/");
+                let body: Option<Value> = match route {
+                    Some("version") => Some(version.clone()),
+                    Some("auth") => Some(serde_json::json!({"_runtime": 0.0})),
+                    Some("catalogs") => Some(catalogs.clone()),
+                    Some("users") => Some(users.clone()),
+                    Some("search") => Some(search(&objects, &types_of, &q)),
+                    Some(r) if objects.contains_key(r) => Some(objects[r].clone()),
+                    Some(_) => Some(serde_json::json!({"success": false, "message": "Not Found"})),
+                    None => None,
+                };
+                let resp = match body {
+                    Some(b) => tiny_http::Response::from_string(b.to_string()).with_header(
+                        "Content-Type: application/json"
+                            .parse::<tiny_http::Header>()
+                            .unwrap(),
+                    ),
+                    None => tiny_http::Response::from_string("<!DOCTYPE html><html></html>")
+                        .with_header(
+                            "Content-Type: text/html"
+                                .parse::<tiny_http::Header>()
+                                .unwrap(),
+                        ),
+                };
+                if let Err(e) = req.respond(resp) {
+                    eprintln!("recorded 1.x double: {url}: {e}");
+                }
+            }
+        });
+        Recorded1x {
+            base,
+            hits,
+            _thread: thread,
+        }
+    }
+}
+
+/// A query-string component, percent- and plus-decoded.
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(c) => {
+                        out.push(c);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A 1.x `search` over the recorded records.
+fn search(
+    objects: &BTreeMap<String, Value>,
+    types_of: &BTreeMap<String, BTreeSet<String>>,
+    q: &BTreeMap<String, String>,
+) -> Value {
+    let catalog = q.get("catalog").map(String::as_str);
+    if catalog == Some("uid_catalog") {
+        return serde_json::json!({"success": false, "message": "'uid_catalog'"});
+    }
+    let items: Vec<&Value> = objects
+        .values()
+        .filter(|o| {
+            let pt = o["portal_type"].as_str().unwrap_or("");
+            let in_catalog =
+                catalog.is_none_or(|c| types_of.get(c).is_some_and(|t| t.contains(pt)));
+            in_catalog && q.get("portal_type").is_none_or(|t| t == pt)
+        })
+        .collect();
+    let num = |k: &str, d: usize| q.get(k).and_then(|v| v.parse().ok()).unwrap_or(d);
+    let (b, limit) = (num("b_start", 0), num("limit", 25));
+    let page: Vec<Value> = items
+        .iter()
+        .skip(b)
+        .take(limit)
+        .map(|o| (*o).clone())
+        .collect();
+    serde_json::json!({"count": items.len(), "items": page, "pagesize": limit})
+}
+
+/// Extract against the recorded 1.3.5 answers: the 1.x listing, the state from workflow_info,
+/// the notes for what 1.x cannot give, no plone.restapi request per object; then the shipped
+/// pipeline moves the setup.
+#[test]
+fn recorded_senaite1_extracts_and_transforms() {
+    let d = Recorded1x::start();
+    let work = crate::util::scratch("senaite1-recorded");
+    let (snap, moved) = (work.join("senaite1"), work.join("senaite26"));
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_senaite-sync"));
+    cmd.args(["--progress", "never", "extract", "--url", &d.base, "--out"])
+        .arg(&snap)
+        .env("SENAITE_USER", "admin")
+        .env("SENAITE_PASSWORD", "admin")
+        .env_remove("RUST_LOG");
+    crate::util::run_expect(cmd, 0);
+    let m = senaite_sync::snapshot::Snapshot::open(&snap)
+        .unwrap()
+        .manifest;
+    let subjects: BTreeSet<&str> = m.notes.iter().map(|n| n.subject.as_str()).collect();
+    for s in ["review_history", "local_roles", "groups"] {
+        assert!(subjects.contains(s), "note on {s}: {:?}", m.notes);
+    }
+    let rows = TableReader::read_all(&snap, &OBJECTS).unwrap();
+    let col = |n: &str| OBJECTS.columns.iter().position(|c| c.0 == n).unwrap();
+    let (c_type, c_state, c_path) = (col("portal_type"), col("review_state"), col("path"));
+    let types: BTreeSet<&str> = rows.iter().filter_map(|r| r[c_type].as_str()).collect();
+    for t in [
+        "AnalysisRequest",
+        "Analysis",
+        "SampleType",
+        "Client",
+        "AnalysisCategory",
+    ] {
+        assert!(
+            types.contains(t),
+            "{t} listed from the 1.x catalogs: {types:?}"
+        );
+    }
+    let w1 = rows
+        .iter()
+        .find(|r| r[c_path].as_str() == Some("/senaite/clients/client-1/W-0001"))
+        .expect("W-0001 extracted");
+    assert_eq!(
+        w1[c_state].as_str(),
+        Some("verified"),
+        "state from workflow_info"
+    );
+    let hits = d.hits.lock().unwrap().clone();
+    assert!(
+        !hits
+            .iter()
+            .any(|h| h.contains("@history") || h.contains("@sharing")),
+        "no plone.restapi read per object on a 1.x source: {hits:#?}"
+    );
+    let pipeline =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/senaite1-to-senaite26.toml");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_senaite-sync"));
+    cmd.args(["--progress", "never", "transform"])
+        .arg(&snap)
+        .arg("--pipeline")
+        .arg(&pipeline)
+        .arg("--out")
+        .arg(&moved);
+    crate::util::run_expect(cmd, 0);
+    let rows = TableReader::read_all(&moved, &OBJECTS).unwrap();
+    for r in &rows {
+        if r[c_type].as_str() == Some("SampleType") {
+            let p = r[c_path].as_str().unwrap();
+            assert!(p.starts_with("/senaite/setup/sampletypes/"), "{p}");
+        }
+    }
+}
