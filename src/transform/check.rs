@@ -368,12 +368,14 @@ impl Checker {
                 Some(MapFunction::ServiceRecordsFromReferences)
             }
             Some(Some("number_from_string")) => Some(MapFunction::NumberFromString),
+            Some(Some("decimal_degrees_from_dms")) => Some(MapFunction::DecimalDegreesFromDms),
             Some(_) => {
                 self.at(
                     s,
                     "function",
                     "one of seconds_from_duration, uids_from_references, uid_from_reference, \
-                     lowercase, service_records_from_references, number_from_string",
+                     lowercase, service_records_from_references, number_from_string, \
+                     decimal_degrees_from_dms",
                 );
                 None
             }

@@ -83,6 +83,10 @@ pub(crate) enum MapFunction {
     ServiceRecordsFromReferences,
     /// A decimal string (`"12.50"`, 1.x prices) to a number; other strings stay.
     NumberFromString,
+    /// A 1.x coordinate `{degrees, minutes, seconds, bearing}` to 2.x decimal degrees as a
+    /// string (7 decimals at most, negative for S and W, as senaite.core's
+    /// `geo.to_decimal_degrees`); an empty one (no degrees) to `""`.
+    DecimalDegreesFromDms,
 }
 
 /// Redaction method.

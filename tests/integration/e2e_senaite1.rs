@@ -362,6 +362,36 @@ fn a_senaite1_lab_arrives_in_senaite_26() {
         assert_eq!(got, want, "{pt}: titles on 2.6 against 1.3");
     }
 
+    // Sample point coordinates set in 1.x (degree/minute/second dicts) arrive as 2.6 decimal
+    // degrees (compared as numbers: 2.6 pads them to 7 decimals).
+    for sp in s.search(&src, "SamplePoint") {
+        let got = s.dest_get(sp["uid"].as_str().unwrap()).unwrap();
+        for (at, dx) in [("Latitude", "latitude"), ("Longitude", "longitude")] {
+            let Some(dms) = sp.get(at).and_then(Value::as_object) else {
+                continue;
+            };
+            let num = |k: &str| {
+                dms.get(k)
+                    .and_then(Value::as_str)
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
+            let mut want = num("degrees") + num("minutes") / 60.0 + num("seconds") / 3600.0;
+            if matches!(dms.get("bearing").and_then(Value::as_str), Some("S" | "W")) {
+                want = -want;
+            }
+            let have: f64 = got["location"][dx]
+                .as_str()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{}: no {dx}: {}", sp["title"], got["location"]));
+            assert!(
+                (have - want).abs() < 1e-6,
+                "{}: {dx} {have} != {want}",
+                sp["title"]
+            );
+        }
+    }
+
     // Users: every user of the snapshot arrived; the seed's two with their roles.
     let users: Vec<String> = TableReader::read_all(&moved, &USERS)
         .unwrap()
