@@ -547,6 +547,16 @@ fn apply_function(func: MapFunction, v: Value) -> Value {
             _ => Value::String(s),
         },
         (MapFunction::DecimalDegreesFromDms, Value::Object(m)) => decimal_degrees(&m),
+        (MapFunction::TemplateServicesFromAnalyses, Value::Array(a)) => Value::Array(
+            a.iter()
+                .filter_map(|s| {
+                    let uid = s.get("service_uid")?.as_str()?;
+                    let part = s.get("partition").and_then(Value::as_str).unwrap_or("");
+                    Some(serde_json::json!({"uid": uid, "part_id": part, "hidden": false}))
+                })
+                .collect(),
+        ),
+        (MapFunction::TemplateServicesFromAnalyses, Value::Null) => Value::Array(Vec::new()),
         (_, other) => other,
     }
 }

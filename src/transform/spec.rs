@@ -87,6 +87,9 @@ pub(crate) enum MapFunction {
     /// string (7 decimals at most, negative for S and W, as senaite.core's
     /// `geo.to_decimal_degrees`); an empty one (no degrees) to `""`.
     DecimalDegreesFromDms,
+    /// 1.x ARTemplate `Analyses` `[{service_uid, partition}]` to 2.x SampleTemplate `services`
+    /// `[{uid, part_id, hidden: false}]` (senaite.core's migrate_template_to_dx).
+    TemplateServicesFromAnalyses,
 }
 
 /// Redaction method.

@@ -392,6 +392,30 @@ fn a_senaite1_lab_arrives_in_senaite_26() {
         }
     }
 
+    // Analysis profiles and sample templates keep their services (1.x Service references and
+    // ARTemplate Analyses records; 2.6 `services` records).
+    let service_uids = |v: Option<&Value>, key: &str| -> BTreeSet<String> {
+        v.and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.get(key).and_then(Value::as_str).map(str::to_string))
+            .collect()
+    };
+    for (t, field, key) in [
+        ("AnalysisProfile", "Service", "uid"),
+        ("ARTemplate", "Analyses", "service_uid"),
+    ] {
+        for o in s.search(&src, t) {
+            let got = s.dest_get(o["uid"].as_str().unwrap()).unwrap();
+            assert_eq!(
+                service_uids(got.get("services"), "uid"),
+                service_uids(o.get(field), key),
+                "{t} {}: services",
+                o["title"]
+            );
+        }
+    }
+
     // Users: every user of the snapshot arrived; the seed's two with their roles.
     let users: Vec<String> = TableReader::read_all(&moved, &USERS)
         .unwrap()
