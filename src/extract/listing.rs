@@ -80,8 +80,9 @@ pub fn list_site(client: &SenaiteClient, pool: &rayon::ThreadPool) -> Result<Lis
     Ok(last)
 }
 
-/// Reads the first page for the count, then the others concurrently.
-fn read_listing(
+/// Reads the first page for the count, then the others concurrently: the objects, how many
+/// items were not content, and the announced count.
+pub(crate) fn read_listing(
     client: &SenaiteClient,
     pool: &rayon::ThreadPool,
     query: &[(&str, String)],
@@ -139,7 +140,7 @@ fn dedupe(objects: Vec<Listed>) -> Vec<Listed> {
     by_uid.into_values().collect()
 }
 
-fn catalogs(client: &SenaiteClient) -> Result<Vec<Value>> {
+pub(crate) fn catalogs(client: &SenaiteClient) -> Result<Vec<Value>> {
     let body = client.api_get("catalogs", &[])?;
     let mut items = match body {
         Value::Object(mut m) => match m.remove("items") {

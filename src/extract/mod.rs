@@ -7,6 +7,7 @@
 pub mod assemble;
 pub mod fetch;
 pub mod listing;
+pub mod senaite1;
 pub mod since;
 pub mod site;
 pub mod staging;
@@ -227,6 +228,14 @@ pub fn run(opts: &ExtractOptions, progress: &Progress) -> Result<ExtractReport> 
         }
         probed => probed?,
     };
+    // A SENAITE 1.x source has no plone.restapi: the reads that need it are lowered and noted.
+    let senaite1 = senaite1::is_senaite1(&source);
+    let (lowered, lowered_notes) = if senaite1 {
+        senaite1::lower_options(opts)
+    } else {
+        (opts.clone(), Vec::new())
+    };
+    let opts = &lowered;
     let old = match &opts.since {
         Some(dir) => Some(since::OldSnapshot::open(dir, opts, &source)?),
         None => None,
@@ -247,7 +256,11 @@ pub fn run(opts: &ExtractOptions, progress: &Progress) -> Result<ExtractReport> 
     let listing = match staging.read_doc::<Listing>("listing.json")? {
         Some(l) => l,
         None => {
-            let l = listing::list_site(&client, &pool)?;
+            let l = if senaite1 {
+                senaite1::list_site(&client, &pool)?
+            } else {
+                listing::list_site(&client, &pool)?
+            };
             staging.write_doc("listing.json", &l)?;
             l
         }
@@ -299,6 +312,7 @@ pub fn run(opts: &ExtractOptions, progress: &Progress) -> Result<ExtractReport> 
         source,
         request: opts.request_info(),
         started_at,
+        notes: lowered_notes,
         ..Default::default()
     };
     if let Some(old) = &old {

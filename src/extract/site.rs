@@ -78,14 +78,13 @@ pub fn read_site(client: &SenaiteClient, jsonapi_version: &str) -> Result<SiteRe
         users: paging::read_all(client, "users", &[], 500)?,
         ..Default::default()
     };
-    match client.rest_get("@users", &[]) {
-        Ok(Value::Array(items)) => site.restapi_users = items,
-        Ok(_) => {}
-        Err(e) => warn!(error = %e, "plone.restapi @users unavailable."),
+    // senaite.jsonapi 1.x runs on Plone 4.3, without plone.restapi (every `@...` path answers
+    // an HTML page): only the v1 reads apply (see `extract::senaite1`, which notes the rest).
+    let senaite1 = jsonapi_version.starts_with('1');
+    if !senaite1 {
+        read_restapi_records(client, &mut site)?;
     }
-    site.groups = read_groups(client);
-    read_registry(client, &mut site)?;
-    let keys = if jsonapi_version.starts_with('1') {
+    let keys = if senaite1 {
         SETTINGS_KEYS_1X
     } else {
         SETTINGS_KEYS_2X
@@ -112,6 +111,17 @@ pub fn read_site(client: &SenaiteClient, jsonapi_version: &str) -> Result<SiteRe
         "Read site records."
     );
     Ok(site)
+}
+
+/// plone.restapi's users, groups and registry.
+fn read_restapi_records(client: &SenaiteClient, site: &mut SiteRecords) -> Result<()> {
+    match client.rest_get("@users", &[]) {
+        Ok(Value::Array(items)) => site.restapi_users = items,
+        Ok(_) => {}
+        Err(e) => warn!(error = %e, "plone.restapi @users unavailable."),
+    }
+    site.groups = read_groups(client);
+    read_registry(client, site)
 }
 
 fn is_soft(e: &Error) -> bool {

@@ -448,12 +448,21 @@ impl Checker {
             Some(Some("uids_from_references")) => Some(MapFunction::UidsFromReferences),
             Some(Some("uid_from_reference")) => Some(MapFunction::UidFromReference),
             Some(Some("lowercase")) => Some(MapFunction::Lowercase),
+            Some(Some("service_records_from_references")) => {
+                Some(MapFunction::ServiceRecordsFromReferences)
+            }
+            Some(Some("number_from_string")) => Some(MapFunction::NumberFromString),
+            Some(Some("decimal_degrees_from_dms")) => Some(MapFunction::DecimalDegreesFromDms),
+            Some(Some("template_services_from_analyses")) => {
+                Some(MapFunction::TemplateServicesFromAnalyses)
+            }
             Some(_) => {
                 self.at(
                     s,
                     "function",
                     "one of seconds_from_duration, uids_from_references, uid_from_reference, \
-                     lowercase",
+                     lowercase, service_records_from_references, number_from_string, \
+                     decimal_degrees_from_dms, template_services_from_analyses",
                 );
                 None
             }

@@ -578,8 +578,57 @@ fn apply_function(func: MapFunction, v: Value) -> Value {
             a.first().and_then(uid_of).unwrap_or(Value::Null)
         }
         (MapFunction::Lowercase, Value::String(s)) => Value::from(s.to_lowercase()),
+        (MapFunction::ServiceRecordsFromReferences, Value::Array(a)) => Value::Array(
+            a.iter()
+                .filter_map(uid_of)
+                .map(|uid| serde_json::json!({"uid": uid, "hidden": false}))
+                .collect(),
+        ),
+        (MapFunction::ServiceRecordsFromReferences, Value::Null) => Value::Array(Vec::new()),
+        (MapFunction::NumberFromString, Value::String(s)) => match s.trim().parse::<f64>() {
+            Ok(n) if n.is_finite() => {
+                serde_json::Number::from_f64(n).map_or(Value::String(s), Value::Number)
+            }
+            _ => Value::String(s),
+        },
+        (MapFunction::DecimalDegreesFromDms, Value::Object(m)) => decimal_degrees(&m),
+        (MapFunction::TemplateServicesFromAnalyses, Value::Array(a)) => Value::Array(
+            a.iter()
+                .filter_map(|s| {
+                    let uid = s.get("service_uid")?.as_str()?;
+                    let part = s.get("partition").and_then(Value::as_str).unwrap_or("");
+                    Some(serde_json::json!({"uid": uid, "part_id": part, "hidden": false}))
+                })
+                .collect(),
+        ),
+        (MapFunction::TemplateServicesFromAnalyses, Value::Null) => Value::Array(Vec::new()),
         (_, other) => other,
     }
+}
+
+/// `{degrees, minutes, seconds, bearing}` (strings or numbers) to decimal degrees as a string
+/// rounded to 7 decimals without trailing zeros; `""` when degrees, minutes and seconds are all
+/// empty.
+fn decimal_degrees(m: &serde_json::Map<String, Value>) -> Value {
+    let part = |k: &str| -> Option<f64> {
+        match m.get(k)? {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) if !s.trim().is_empty() => s.trim().parse().ok(),
+            _ => None,
+        }
+    };
+    let (d, mi, s) = (part("degrees"), part("minutes"), part("seconds"));
+    if d.is_none() && mi.is_none() && s.is_none() {
+        return Value::from("");
+    }
+    let mut dd = (d.unwrap_or(0.0) + mi.unwrap_or(0.0) / 60.0 + s.unwrap_or(0.0) / 3600.0).abs();
+    let bearing = m.get("bearing").and_then(Value::as_str).unwrap_or("");
+    if matches!(bearing.trim(), "S" | "W" | "s" | "w") {
+        dd = -dd;
+    }
+    let text = format!("{dd:.7}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    Value::from(text)
 }
 
 /// The salted hash of a value: `h:` and the first 16 hex digits of
@@ -640,6 +689,28 @@ fn redact(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn coordinates_become_decimal_degrees_as_senaite_core_computes_them() {
+        let dms = |d: &str, m: &str, s: &str, b: &str| {
+            apply_function(
+                MapFunction::DecimalDegreesFromDms,
+                serde_json::json!({"degrees": d, "minutes": m, "seconds": s, "bearing": b}),
+            )
+        };
+        assert_eq!(dms("41", "23", "10.5", "N"), "41.38625");
+        assert_eq!(dms("33", "52", "0", "S"), "-33.8666667");
+        assert_eq!(dms("", "", "", ""), "");
+        assert_eq!(
+            apply_function(MapFunction::NumberFromString, Value::from("12.50")),
+            12.5
+        );
+        assert_eq!(
+            apply_function(MapFunction::NumberFromString, Value::from("n/a")),
+            "n/a"
+        );
+    }
+
     use super::*;
 
     fn obj(pt: &str, path: &str, fields: Value) -> Obj {

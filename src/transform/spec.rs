@@ -78,6 +78,18 @@ pub(crate) enum MapFunction {
     UidFromReference,
     /// Lower-case a string.
     Lowercase,
+    /// A list of reference dicts (or uids) to 2.x service records `{uid, hidden: false}`
+    /// (AnalysisProfile / SampleTemplate `services`).
+    ServiceRecordsFromReferences,
+    /// A decimal string (`"12.50"`, 1.x prices) to a number; other strings stay.
+    NumberFromString,
+    /// A 1.x coordinate `{degrees, minutes, seconds, bearing}` to 2.x decimal degrees as a
+    /// string (7 decimals at most, negative for S and W, as senaite.core's
+    /// `geo.to_decimal_degrees`); an empty one (no degrees) to `""`.
+    DecimalDegreesFromDms,
+    /// 1.x ARTemplate `Analyses` `[{service_uid, partition}]` to 2.x SampleTemplate `services`
+    /// `[{uid, part_id, hidden: false}]` (senaite.core's migrate_template_to_dx).
+    TemplateServicesFromAnalyses,
 }
 
 /// Redaction method.

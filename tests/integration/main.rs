@@ -10,6 +10,7 @@ mod e2e_bika_load;
 mod e2e_delta;
 mod e2e_load;
 mod e2e_real;
+mod e2e_senaite1;
 mod extract;
 mod extract_since;
 mod formats;
