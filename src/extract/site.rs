@@ -104,13 +104,69 @@ pub fn read_site(client: &SenaiteClient, jsonapi_version: &str) -> Result<SiteRe
         };
         site.settings.insert((*key).to_string(), answer);
     }
+    let withheld = withhold_secrets(&mut site);
     info!(
         users = site.users.len(),
         groups = site.groups.len(),
         registry = site.registry.len(),
+        secrets_withheld = withheld,
         "Read site records."
     );
     Ok(site)
+}
+
+/// What a secret value (an SMTP password, a token) becomes in a snapshot.
+pub const WITHHELD: &str = "[withheld by senaite-sync: secret]";
+
+/// Whether a setting or registry record named `name` holds a secret: a password, a secret, a
+/// token or an API key (`smtp_pass`, `plone.smtp_pass`, `..._password`), not a flag about one
+/// (`autologin_after_password_reset`).
+fn is_secret_name(name: &str) -> bool {
+    let last = name
+        .rsplit(['.', '/'])
+        .next()
+        .unwrap_or(name)
+        .to_ascii_lowercase();
+    [
+        "pass", "passwd", "password", "secret", "token", "api_key", "apikey",
+    ]
+    .iter()
+    .any(|s| last == *s || last.ends_with(&format!("_{s}")) || last.ends_with(s) && *s != "pass")
+}
+
+/// Replaces every non-empty string under a secret name with [`WITHHELD`]: secrets never reach
+/// a snapshot (tables, raw records, staging). Returns how many were withheld.
+fn withhold_secrets(site: &mut SiteRecords) -> usize {
+    fn walk(v: &mut Value, secret: bool) -> usize {
+        match v {
+            Value::String(s) if secret && !s.is_empty() => {
+                *s = WITHHELD.to_string();
+                1
+            }
+            Value::Object(m) => m
+                .iter_mut()
+                .map(|(k, x)| walk(x, secret || is_secret_name(k)))
+                .sum(),
+            Value::Array(a) => a.iter_mut().map(|x| walk(x, secret)).sum(),
+            _ => 0,
+        }
+    }
+    let mut n = 0;
+    for r in &mut site.registry {
+        let secret = r
+            .get("name")
+            .and_then(Value::as_str)
+            .is_some_and(is_secret_name);
+        if let Some(v) = r.get_mut("value") {
+            n += walk(v, secret);
+        }
+    }
+    for answer in site.settings.values_mut() {
+        if let SettingAnswer::Value(v) = answer {
+            n += walk(v, false);
+        }
+    }
+    n
 }
 
 /// plone.restapi's users, groups and registry.
@@ -379,6 +435,40 @@ pub fn setting_rows(site: &SiteRecords, origin: &str) -> Vec<Vec<Cell>> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn secrets_are_withheld_and_flags_about_them_kept() {
+        let mut site = SiteRecords {
+            registry: vec![
+                json!({"name": "plone.smtp_pass", "value": "hunter2"}),
+                json!({"name": "plone.smtp_pass_empty", "value": ""}),
+                json!({"name": "plone.autologin_after_password_reset", "value": true}),
+                json!({"name": "plone.smtp_host", "value": "mail.example"}),
+            ],
+            settings: BTreeMap::from([(
+                "mail".to_string(),
+                SettingAnswer::Value(json!({"mail": {"IMailSchema": {
+                    "smtp_pass": "hunter3", "smtp_userid": "lab", "smtp_port": 25,
+                    "api_token": "t0k", "email_from_name": null}}})),
+            )]),
+            ..Default::default()
+        };
+        assert_eq!(withhold_secrets(&mut site), 3);
+        let text = serde_json::to_string(&site).unwrap();
+        for secret in ["hunter2", "hunter3", "t0k"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        let rows = setting_rows(&site, "");
+        let flat = format!("{rows:?}");
+        assert!(
+            flat.contains("mail.example") && flat.contains("lab"),
+            "{flat}"
+        );
+        assert!(flat.contains(WITHHELD));
+        assert!(!is_secret_name("autologin_after_password_reset"));
+        assert!(!is_secret_name("smtp_passive_mode") && !is_secret_name("bypass"));
+        assert!(is_secret_name("smtp_pass") && is_secret_name("ldap.bind_password"));
+    }
 
     #[test]
     fn volatile_times_leave_error_texts() {
