@@ -116,7 +116,14 @@ fn input_1x(root: &Path, bin: &Path, target: &Path, n: usize) -> Option<PathBuf>
     if !template.join("manifest.json").is_file() {
         return None;
     }
-    let dir = target.join(format!("transform-bench/senaite1-n{n}-g{CLONE_GENERATION}"));
+    let id = senaite_sync::snapshot::Snapshot::open(&template)
+        .unwrap()
+        .manifest
+        .snapshot_id;
+    let dir = target.join(format!(
+        "transform-bench/senaite1-n{n}-g{CLONE_GENERATION}-{}",
+        &id[..12]
+    ));
     if !dir.join("manifest.json").is_file() {
         let _ignored = std::fs::remove_dir_all(&dir);
         let started = Instant::now();
