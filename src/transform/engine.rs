@@ -698,37 +698,67 @@ fn dangling_pass(
     dropped: &HashSet<String>,
     report: &mut TransformReport,
 ) -> Result<()> {
-    let (c_uid, c_parent, c_fields) = (
-        OBJECTS.col("uid").unwrap_or(0),
-        OBJECTS.col("parent_uid").unwrap_or(3),
-        OBJECTS.col("fields").unwrap_or(11),
-    );
+    use arrow::array::{Array, StringArray};
+    use parquet::arrow::ProjectionMask;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    let path = staging.join(layout::table_rel(OBJECTS.name));
+    let file = std::fs::File::open(&path).map_err(|e| Error::read(&path, e))?;
+    let perr = |e| Error::Parquet {
+        path: path.clone(),
+        source: e,
+    };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(perr)?;
+    // Only the three columns this pass reads, straight from the Arrow buffers.
+    let cols = ["uid", "parent_uid", "fields"]
+        .iter()
+        .filter_map(|c| OBJECTS.col(c))
+        .collect::<Vec<_>>();
+    let mask = ProjectionMask::roots(builder.parquet_schema(), cols);
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(4096)
+        .build()
+        .map_err(perr)?;
     let mut found: Vec<DanglingRef> = Vec::new();
-    for row in TableReader::open(staging, &OBJECTS)? {
-        let row = row?;
-        let uid = row[c_uid].as_str().unwrap_or_default();
-        if row[c_parent].as_str().is_some_and(|p| dropped.contains(p)) {
-            report.orphans += 1;
-        }
-        let text = row[c_fields].as_str().unwrap_or("{}");
-        let Ok(Value::Object(fields)) = crate::jsonx::parse_lenient(text.as_bytes()) else {
-            continue;
+    for batch in reader {
+        let batch = batch.map_err(|source| Error::Arrow {
+            table: path.display().to_string(),
+            source,
+        })?;
+        let col = |i: usize| batch.column(i).as_any().downcast_ref::<StringArray>();
+        let (Some(uids), Some(parents), Some(fields)) = (col(0), col(1), col(2)) else {
+            return Err(Error::snapshot(&path, "objects has an unexpected schema"));
         };
-        for (field, v) in fields {
-            if field == "parent_uid" {
+        report.orphans += (0..batch.num_rows())
+            .filter(|&r| !parents.is_null(r) && dropped.contains(parents.value(r)))
+            .count() as u64;
+        // The scan in parallel; the few objects that name a dropped uid are parsed in order.
+        let hits: Vec<usize> = (0..batch.num_rows())
+            .into_par_iter()
+            .filter(|&r| !fields.is_null(r) && mentions_any(fields.value(r), dropped))
+            .collect();
+        for r in hits {
+            let Ok(Value::Object(map)) = crate::jsonx::parse_lenient(fields.value(r).as_bytes())
+            else {
                 continue;
-            }
-            let mut targets = Vec::new();
-            reference_targets(&v, &mut targets);
-            for t in targets {
-                if dropped.contains(&t) {
-                    report.dangling_total += 1;
-                    if found.len() < DANGLING_SHOWN {
-                        found.push(DanglingRef {
-                            uid: uid.to_string(),
-                            field: field.clone(),
-                            target: t,
-                        });
+            };
+            for (field, v) in map {
+                if field == "parent_uid" {
+                    continue;
+                }
+                let mut targets = Vec::new();
+                reference_targets(&v, &mut targets);
+                for t in targets {
+                    if dropped.contains(&t) {
+                        report.dangling_total += 1;
+                        if found.len() < DANGLING_SHOWN {
+                            found.push(DanglingRef {
+                                uid: uids.value(r).to_string(),
+                                field: field.clone(),
+                                target: t,
+                            });
+                        }
                     }
                 }
             }
@@ -737,6 +767,18 @@ fn dangling_pass(
     found.sort();
     report.dangling = found;
     Ok(())
+}
+
+/// Whether JSON `text` holds a string that is exactly one of the `uids` (32 hex digits): every
+/// reference [`reference_targets`] finds is such a string, so an object for which this is false
+/// references none of them (a cheap scan of the quotes instead of a parse).
+fn mentions_any(text: &str, uids: &HashSet<String>) -> bool {
+    let b = text.as_bytes();
+    memchr::memchr_iter(b'"', b).any(|i| {
+        b.get(i + 33) == Some(&b'"')
+            && b[i + 1..i + 33].iter().all(u8::is_ascii_hexdigit)
+            && text.get(i + 1..i + 33).is_some_and(|u| uids.contains(u))
+    })
 }
 
 /// UIDs a field value references: reference dicts `{"uid": ...}` at any depth, and bare
@@ -770,6 +812,27 @@ fn link_blobs(from: &Path, to: &Path, shas: &BTreeSet<String>) -> Result<BlobTot
 mod tests {
     use super::*;
     use crate::snapshot::table::LOCAL_ROLES;
+
+    #[test]
+    fn mentions_any_finds_exactly_the_strings_reference_targets_finds() {
+        let (a, b) = ("a".repeat(32), "0123456789abcdef".repeat(2));
+        let dropped: HashSet<String> = [a.clone()].into();
+        let cases = [
+            (format!(r#"{{"X":{{"uid":"{a}","url":"/s/x"}}}}"#), true),
+            (format!(r#"{{"X":["{b}","{a}"]}}"#), true),
+            (format!(r#"{{"X":"{b}"}}"#), false),
+            (format!(r#"{{"X":"{a}a"}}"#), false),
+            (format!(r#"{{"X":"/v1/{a}"}}"#), false),
+            (r#"{"X":""}"#.to_string(), false),
+        ];
+        for (text, want) in cases {
+            assert_eq!(mentions_any(&text, &dropped), want, "{text}");
+            let v: Value = serde_json::from_str(&text).unwrap();
+            let mut targets = Vec::new();
+            reference_targets(&v, &mut targets);
+            assert_eq!(targets.iter().any(|t| dropped.contains(t)), want, "{text}");
+        }
+    }
 
     #[test]
     fn a_move_of_the_site_root_moves_the_site_url() {
