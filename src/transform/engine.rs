@@ -60,7 +60,87 @@ struct ObjectsPass {
     dropped: HashSet<String>,
     blob_effects: HashMap<String, Vec<BlobEffect>>,
     /// `map_states`: each object's one `workflow_states` row (workflow, state), by uid.
-    state_effects: BTreeMap<String, StateRow>,
+    state_effects: StateEffects,
+}
+
+/// The set rows of [`StateEffects`], read back in uid order.
+type Effects = Box<dyn Iterator<Item = Result<(String, StateRow)>> + Send>;
+
+/// The rows `map_states` sets, spilled to a file in the staging directory as objects are
+/// transformed (in uid order), so memory does not grow with the number of mapped objects;
+/// read back in uid order when `workflow_states` is written.
+#[derive(Debug, Default)]
+struct StateEffects {
+    /// The spill file (JSON lines `[uid, workflow, state]`).
+    path: PathBuf,
+    out: Option<std::io::BufWriter<std::fs::File>>,
+    last: Option<String>,
+    /// Whether every uid arrived after the one before (else they are sorted when read).
+    unsorted: bool,
+    count: u64,
+}
+
+impl StateEffects {
+    fn new(staging: &Path) -> StateEffects {
+        StateEffects {
+            path: staging.join(".state-effects.jsonl.tmp"),
+            ..StateEffects::default()
+        }
+    }
+
+    fn insert(&mut self, uid: String, (wf, state): StateRow) -> Result<()> {
+        use std::io::Write;
+        if self.out.is_none() {
+            let f = std::fs::File::create(&self.path).map_err(|e| Error::write(&self.path, e))?;
+            self.out = Some(std::io::BufWriter::new(f));
+        }
+        if let Some(out) = self.out.as_mut() {
+            let line = serde_json::json!([uid, wf, state]).to_string();
+            writeln!(out, "{line}").map_err(|e| Error::write(&self.path, e))?;
+        }
+        self.unsorted |= self.last.as_ref().is_some_and(|l| *l >= uid);
+        self.last = Some(uid);
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Ends the writing (after the objects pass).
+    fn finish(&mut self) -> Result<()> {
+        use std::io::Write;
+        if let Some(mut out) = self.out.take() {
+            out.flush().map_err(|e| Error::write(&self.path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Every effect in uid order (a later one for the same uid wins).
+    fn read(&self) -> Result<Effects> {
+        use std::io::BufRead;
+        if self.count == 0 {
+            return Ok(Box::new(std::iter::empty()));
+        }
+        let path = self.path.clone();
+        let f = std::fs::File::open(&path).map_err(|e| Error::read(&path, e))?;
+        let parse = move |line: std::io::Result<String>| -> Result<(String, StateRow)> {
+            let line = line.map_err(|e| Error::read(&path, e))?;
+            let (uid, wf, state): (String, String, Option<String>) = serde_json::from_str(&line)
+                .map_err(|source| Error::JsonFile {
+                    path: path.clone(),
+                    source,
+                })?;
+            Ok((uid, (wf, state)))
+        };
+        let lines = std::io::BufReader::new(f).lines().map(parse);
+        if !self.unsorted {
+            return Ok(Box::new(lines));
+        }
+        let mut all = BTreeMap::new();
+        for r in lines {
+            let (uid, row) = r?;
+            all.insert(uid, row);
+        }
+        Ok(Box::new(all.into_iter().map(Ok)))
+    }
 }
 
 /// One object's result.
@@ -321,7 +401,10 @@ fn objects_pass(
     let src_path = input.join(layout::table_rel(OBJECTS.name));
     let reader = TableReader::open(input, &OBJECTS)?;
     let mut writer = TableWriter::create(staging, &OBJECTS)?;
-    let mut pass = ObjectsPass::default();
+    let mut pass = ObjectsPass {
+        state_effects: StateEffects::new(staging),
+        ..ObjectsPass::default()
+    };
     std::thread::scope(|scope| -> Result<()> {
         let (read_tx, read_rx) = sync_channel::<Result<Vec<Vec<Cell>>>>(AHEAD);
         let (write_tx, write_rx) = sync_channel::<Vec<Vec<Cell>>>(AHEAD);
@@ -379,7 +462,10 @@ fn objects_pass(
                     }) => {
                         if let Some(st) = state {
                             let uid = row[0].as_str().unwrap_or_default().to_string();
-                            pass.state_effects.insert(uid, st);
+                            if let Err(e) = pass.state_effects.insert(uid, st) {
+                                failure = Some(e);
+                                break;
+                            }
                         }
                         let pt = row[1].as_str().unwrap_or_default();
                         *pass.counts.entry(pt.to_string()).or_default() += 1;
@@ -427,6 +513,7 @@ fn objects_pass(
         written?;
         Ok(())
     })?;
+    pass.state_effects.finish()?;
     Ok(pass)
 }
 
@@ -503,6 +590,10 @@ fn side_tables(
             })
             .collect()
     });
+    if pass.state_effects.count > 0 {
+        let spill = &pass.state_effects.path;
+        std::fs::remove_file(spill).map_err(|e| Error::write(spill, e))?;
+    }
     results.into_iter().collect()
 }
 
@@ -523,7 +614,10 @@ fn copy_table(
     let mut renamer = GroupRenamer::new(def);
     let mut dropped = 0u64;
     let mut shas = BTreeSet::new();
-    let mut states = (def.name == WORKFLOW_STATES.name).then(|| StateMerge::new(pass));
+    let mut states = match def.name == WORKFLOW_STATES.name {
+        true => Some(StateMerge::new(pass)?),
+        false => None,
+    };
     for row in TableReader::open(input, def)? {
         let mut row = row?;
         if let Some(m) = &mut states {
@@ -572,28 +666,31 @@ fn copy_table(
 /// set replaced by their one row, merged in uid order; rows of dropped objects are left out.
 struct StateMerge<'a> {
     pass: &'a ObjectsPass,
-    pending: std::collections::btree_map::Iter<'a, String, StateRow>,
-    next: Option<(&'a String, &'a StateRow)>,
+    pending: Effects,
+    next: Option<(String, StateRow)>,
+    /// The last uid whose rows a set row replaced (its later input rows are left out too).
+    replacing: Option<String>,
     /// Input rows of dropped objects left out.
     replaced: u64,
 }
 
 impl<'a> StateMerge<'a> {
-    fn new(pass: &'a ObjectsPass) -> StateMerge<'a> {
-        let mut pending = pass.state_effects.iter();
-        let next = pending.next();
-        StateMerge {
+    fn new(pass: &'a ObjectsPass) -> Result<StateMerge<'a>> {
+        let mut pending = pass.state_effects.read()?;
+        let next = pending.next().transpose()?;
+        Ok(StateMerge {
             pass,
             pending,
             next,
+            replacing: None,
             replaced: 0,
-        }
+        })
     }
 
     /// Writes the set rows of uids sorting before `bound` (`inclusive`: up to and including
     /// it; all when `None`).
     fn flush(&mut self, w: &mut TableWriter, bound: Option<&str>, inclusive: bool) -> Result<()> {
-        while let Some((uid, (wf, state))) = self.next {
+        while let Some((uid, (wf, state))) = &self.next {
             if let Some(b) = bound
                 && (uid.as_str() > b || (!inclusive && uid.as_str() == b))
             {
@@ -605,7 +702,7 @@ impl<'a> StateMerge<'a> {
                 Cell::Str(state.clone()),
                 Cell::Str(None),
             ])?;
-            self.next = self.pending.next();
+            self.next = self.pending.next().transpose()?;
         }
         Ok(())
     }
@@ -616,12 +713,19 @@ impl<'a> StateMerge<'a> {
             .and_then(Cell::as_str)
             .unwrap_or_default()
             .to_string();
+        if self.replacing.as_deref() == Some(uid.as_str()) {
+            return Ok(());
+        }
         let dropped = self.pass.dropped.contains(&uid);
-        if dropped || self.pass.state_effects.contains_key(&uid) {
-            self.replaced += u64::from(dropped);
+        self.flush(w, Some(&uid), false)?;
+        if self.next.as_ref().is_some_and(|(u, _)| *u == uid) {
+            self.replacing = Some(uid.clone());
             return self.flush(w, Some(&uid), true);
         }
-        self.flush(w, Some(&uid), false)?;
+        if dropped {
+            self.replaced += 1;
+            return Ok(());
+        }
         w.push(row)
     }
 
@@ -859,18 +963,26 @@ mod tests {
 
     #[test]
     fn set_states_replace_an_objects_rows_in_uid_order() {
-        let mut pass = ObjectsPass::default();
+        let spill = tempfile::tempdir().unwrap();
+        let mut pass = ObjectsPass {
+            state_effects: StateEffects::new(spill.path()),
+            ..ObjectsPass::default()
+        };
         pass.dropped.insert("c".into());
+        // Out of order on purpose: read back sorted.
         pass.state_effects
-            .insert("b".into(), ("new_wf".into(), Some("cancelled".into())));
+            .insert("e".into(), ("new_wf".into(), Some("inactive".into())))
+            .unwrap();
         pass.state_effects
-            .insert("e".into(), ("new_wf".into(), Some("inactive".into())));
+            .insert("b".into(), ("new_wf".into(), Some("cancelled".into())))
+            .unwrap();
+        pass.state_effects.finish().unwrap();
         let row = |uid: &str, wf: &str, st: &str| {
             vec![Cell::s(uid), Cell::s(wf), Cell::s(st), Cell::Str(None)]
         };
         let dir = tempfile::tempdir().unwrap();
         let mut w = TableWriter::create(dir.path(), &WORKFLOW_STATES).unwrap();
-        let mut m = StateMerge::new(&pass);
+        let mut m = StateMerge::new(&pass).unwrap();
         for r in [
             row("a", "wf", "active"),
             row("b", "bika_ar_workflow", "sample_due"),
