@@ -802,43 +802,17 @@ fn dangling_pass(
     dropped: &HashSet<String>,
     report: &mut TransformReport,
 ) -> Result<()> {
-    use arrow::array::{Array, StringArray};
-    use parquet::arrow::ProjectionMask;
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use arrow::array::Array;
 
-    let path = staging.join(layout::table_rel(OBJECTS.name));
-    let file = std::fs::File::open(&path).map_err(|e| Error::read(&path, e))?;
-    let perr = |e| Error::Parquet {
-        path: path.clone(),
-        source: e,
-    };
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(perr)?;
-    // Only the three columns this pass reads, straight from the Arrow buffers.
-    let cols = ["uid", "parent_uid", "fields"]
-        .iter()
-        .filter_map(|c| OBJECTS.col(c))
-        .collect::<Vec<_>>();
-    let mask = ProjectionMask::roots(builder.parquet_schema(), cols);
-    let reader = builder
-        .with_projection(mask)
-        .with_batch_size(4096)
-        .build()
-        .map_err(perr)?;
     let mut found: Vec<DanglingRef> = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(|source| Error::Arrow {
-            table: path.display().to_string(),
-            source,
-        })?;
-        let col = |i: usize| batch.column(i).as_any().downcast_ref::<StringArray>();
-        let (Some(uids), Some(parents), Some(fields)) = (col(0), col(1), col(2)) else {
-            return Err(Error::snapshot(&path, "objects has an unexpected schema"));
-        };
-        report.orphans += (0..batch.num_rows())
+    // Only the three columns this pass reads, straight from the Arrow buffers.
+    prepare::scan_object_columns(staging, &["uid", "parent_uid", "fields"], 4096, |c| {
+        let (uids, parents, fields) = (c[0], c[1], c[2]);
+        report.orphans += (0..uids.len())
             .filter(|&r| !parents.is_null(r) && dropped.contains(parents.value(r)))
             .count() as u64;
         // The scan in parallel; the few objects that name a dropped uid are parsed in order.
-        let hits: Vec<usize> = (0..batch.num_rows())
+        let hits: Vec<usize> = (0..uids.len())
             .into_par_iter()
             .filter(|&r| !fields.is_null(r) && mentions_any(fields.value(r), dropped))
             .collect();
@@ -867,7 +841,8 @@ fn dangling_pass(
                 }
             }
         }
-    }
+        Ok(())
+    })?;
     found.sort();
     report.dangling = found;
     Ok(())

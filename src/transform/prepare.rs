@@ -312,11 +312,18 @@ pub(crate) fn scan_partitions(snap: &Path, b: &mut ContextBuilder) -> Result<()>
     Ok(())
 }
 
-/// Calls `f` with the identity of every object of a snapshot, reading only those columns.
+/// Calls `f` with each batch of the string columns `names` of a snapshot's `objects` table (in
+/// that order), read straight from Arrow with only those columns decoded.
 ///
 /// # Errors
-/// When the table cannot be read (naming the file).
-pub(crate) fn scan_identities(snap: &Path, mut f: impl FnMut(Identity<'_>)) -> Result<()> {
+/// When the table cannot be read or a column is not a string column (naming the file), or
+/// what `f` returns.
+pub(crate) fn scan_object_columns(
+    snap: &Path,
+    names: &[&str],
+    batch_rows: usize,
+    mut f: impl FnMut(&[&StringArray]) -> Result<()>,
+) -> Result<()> {
     let path = snap.join(layout::table_rel(OBJECTS.name));
     let file = std::fs::File::open(&path).map_err(|e| Error::read(&path, e))?;
     let perr = |e| Error::Parquet {
@@ -324,14 +331,11 @@ pub(crate) fn scan_identities(snap: &Path, mut f: impl FnMut(Identity<'_>)) -> R
         source: e,
     };
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(perr)?;
-    let cols = ["uid", "portal_type", "path", "id"]
-        .iter()
-        .filter_map(|c| OBJECTS.col(c))
-        .collect::<Vec<_>>();
+    let cols: Vec<usize> = names.iter().filter_map(|c| OBJECTS.col(c)).collect();
     let mask = ProjectionMask::roots(builder.parquet_schema(), cols);
     let reader = builder
         .with_projection(mask)
-        .with_batch_size(8192)
+        .with_batch_size(batch_rows)
         .build()
         .map_err(perr)?;
     for batch in reader {
@@ -339,11 +343,30 @@ pub(crate) fn scan_identities(snap: &Path, mut f: impl FnMut(Identity<'_>)) -> R
             table: path.display().to_string(),
             source,
         })?;
-        let col = |i: usize| batch.column(i).as_any().downcast_ref::<StringArray>();
-        let (Some(u), Some(t), Some(p), Some(id)) = (col(0), col(1), col(2), col(3)) else {
-            return Err(Error::snapshot(&path, "objects has an unexpected schema"));
-        };
-        for r in 0..batch.num_rows() {
+        let arrays: Option<Vec<&StringArray>> = (0..names.len())
+            .map(|i| {
+                batch
+                    .columns()
+                    .get(i)
+                    .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+            })
+            .collect();
+        match arrays {
+            Some(a) => f(&a)?,
+            None => return Err(Error::snapshot(&path, "objects has an unexpected schema")),
+        }
+    }
+    Ok(())
+}
+
+/// Calls `f` with the identity of every object of a snapshot, reading only those columns.
+///
+/// # Errors
+/// When the table cannot be read (naming the file).
+pub(crate) fn scan_identities(snap: &Path, mut f: impl FnMut(Identity<'_>)) -> Result<()> {
+    scan_object_columns(snap, &["uid", "portal_type", "path", "id"], 8192, |c| {
+        let (u, t, p, id) = (c[0], c[1], c[2], c[3]);
+        for r in 0..u.len() {
             if u.is_null(r) {
                 continue;
             }
@@ -354,6 +377,6 @@ pub(crate) fn scan_identities(snap: &Path, mut f: impl FnMut(Identity<'_>)) -> R
                 id: id.value(r),
             });
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
