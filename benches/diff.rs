@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Generator version: bump when the generated data changes, so cached pairs are rebuilt.
-const GENERATION: u32 = 1;
+const GENERATION: u32 = 2;
 
 /// DuckDB: full outer join on uid comparing content_hash (objects only), as the issue states it.
 const DUCKDB_OBJECTS: &str = r#"
@@ -60,8 +60,48 @@ rows = con.sql("SELECT DISTINCT uid FROM (" + " UNION ALL ".join(parts) + ") ORD
 print(json.dumps({"objects": len(rows)}))
 "#;
 
+/// DuckDB: full outer join on uid comparing `record_hash` over the digest index, the same
+/// comparison `diff` starts from (every object and per-object row covered; no field detail).
+const DUCKDB_DIGESTS: &str = r#"
+import duckdb, json, sys
+old, new = sys.argv[1], sys.argv[2]
+con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")
+rows = con.sql(f"""
+  SELECT coalesce(n.uid, o.uid) AS uid
+  FROM '{old}/tables/object_digests.parquet' o
+  FULL OUTER JOIN '{new}/tables/object_digests.parquet' n ON o.uid = n.uid
+  WHERE (o.in_objects OR n.in_objects)
+    AND (o.uid IS NULL OR n.uid IS NULL OR o.in_objects IS DISTINCT FROM n.in_objects
+         OR o.record_hash <> n.record_hash)
+  ORDER BY 1""").fetchall()
+print(json.dumps({"objects": len(rows)}))
+"#;
+
 #[path = "harness.rs"]
 mod harness;
+
+/// `snap` as a snapshot written before the digest index existed: its files hard-linked into
+/// `to`, the index left out of the manifest.
+fn without_digests(snap: &Path, to: &Path) {
+    use senaite_sync::snapshot::Manifest;
+    if to.join("manifest.json").is_file() {
+        return;
+    }
+    if to.exists() {
+        std::fs::remove_dir_all(to).unwrap();
+    }
+    let index = "tables/object_digests.parquet";
+    let mut m = Manifest::read(snap).unwrap();
+    m.files.retain(|f| f.path != index);
+    for f in &m.files {
+        let dst = to.join(&f.path);
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        std::fs::hard_link(snap.join(&f.path), &dst).unwrap();
+    }
+    m.snapshot_id = Manifest::compute_id(&m.files);
+    m.write(to).unwrap();
+}
 
 fn main() {
     let sizes = harness::sizes_or(&[1_000_000]);
@@ -109,6 +149,20 @@ fn main() {
         c.arg("diff").arg(&old).arg(&new).args(["--json", "-q"]);
         let (m, out) = measure(c);
         report("senaite-sync diff --json", m, json_objects(&out));
+        let (old_plain, new_plain) = (dir.join("old-no-index"), dir.join("new-no-index"));
+        without_digests(&old, &old_plain);
+        without_digests(&new, &new_plain);
+        let mut c = Command::new(&bin);
+        c.arg("diff")
+            .arg(&old_plain)
+            .arg(&new_plain)
+            .args(["--json", "-q"]);
+        let (m, out) = measure(c);
+        report(
+            "senaite-sync diff --json (no digest index)",
+            m,
+            json_objects(&out),
+        );
         let delta = dir.join("delta");
         let mut c = Command::new(&bin);
         c.arg("diff")
@@ -127,6 +181,7 @@ fn main() {
             continue;
         };
         for (name, script) in [
+            ("duckdb: object_digests.record_hash join", DUCKDB_DIGESTS),
             ("duckdb: objects.content_hash join", DUCKDB_OBJECTS),
             ("duckdb: + per-object tables (EXCEPT ALL)", DUCKDB_ALL),
         ] {

@@ -254,7 +254,11 @@ fn compare(
     opts: &DiffOptions,
     writer: Option<&mut delta::DeltaWriter>,
 ) -> Result<Compared> {
-    let scan = scan::scan(&old.dir, &new.dir)?;
+    let scan = if scan::has_digests(old) && scan::has_digests(new) {
+        scan::scan_digests(&old.dir, &new.dir)?
+    } else {
+        scan::scan(&old.dir, &new.dir)?
+    };
     tracing::info!(
         old = scan.old_objects,
         new = scan.new_objects,

@@ -151,6 +151,12 @@ pub fn run(opts: &InspectOptions) -> Result<InspectReport> {
         report.groups = count(&GROUPS);
         report.local_roles = count(&LOCAL_ROLES);
         scan_blobs(&snap, opts.verify_blobs, &mut report, &mut corrupt)?;
+        if let Some(uid) = crate::snapshot::digest::check(&snap.dir)? {
+            corrupt.push(format!(
+                "{}: does not match the other tables (first at uid {uid}); `diff` would trust it",
+                layout::table_rel(crate::snapshot::digest::OBJECT_DIGESTS.name)
+            ));
+        }
     }
     report.corrupt = corrupt;
     Ok(report)

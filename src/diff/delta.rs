@@ -11,8 +11,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
-
 use crate::error::{Error, Result};
 use crate::snapshot::Snapshot;
 use crate::snapshot::blobs;
@@ -438,30 +436,4 @@ fn skip_replaced(
         it.next();
     }
     Ok(())
-}
-
-/// The schema of the tombstones table as JSON, in the shape of `schemas/tables.json`.
-pub fn tombstones_schema_json() -> Value {
-    extra_table_schema_json(&TOMBSTONES)
-}
-
-/// The schema of the changes table as JSON, in the shape of `schemas/tables.json`.
-pub fn changes_schema_json() -> Value {
-    extra_table_schema_json(&CHANGES)
-}
-
-fn extra_table_schema_json(def: &TableDef) -> Value {
-    let cols: Vec<Value> = def
-        .columns
-        .iter()
-        .map(|(name, _, nullable, doc)| {
-            serde_json::json!({"name": name, "type": "utf8", "nullable": nullable, "doc": doc})
-        })
-        .collect();
-    serde_json::json!({
-        "name": def.name,
-        "doc": def.doc,
-        "file": layout::table_rel(def.name),
-        "columns": cols,
-    })
 }

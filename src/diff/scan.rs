@@ -11,30 +11,16 @@ use std::ops::Range;
 use std::path::Path;
 
 use crate::error::Result;
-use crate::snapshot::table::{
-    BLOBS, LOCAL_ROLES, OBJECTS, TableDef, WORKFLOW_HISTORY, WORKFLOW_STATES,
-};
+use crate::snapshot::digest::OBJECT_DIGESTS;
+use crate::snapshot::table::{OBJECTS, TableDef};
 
 use super::stream::{BatchStream, Cursor, ReadSpec};
 
 /// The per-object tables, in the order of [`Event::side_old`] and [`Event::side_new`].
-pub(crate) const SIDE_TABLES: [&TableDef; 4] =
-    [&WORKFLOW_HISTORY, &WORKFLOW_STATES, &LOCAL_ROLES, &BLOBS];
+pub(crate) const SIDE_TABLES: [&TableDef; 4] = crate::snapshot::digest::PER_OBJECT_TABLES;
 
-/// `objects` columns read by the scan, `uid` first.
-const SCAN_COLUMNS: &[&str] = &[
-    "uid",
-    "portal_type",
-    "path",
-    "parent_uid",
-    "parent_path",
-    "id",
-    "title",
-    "created",
-    "modified",
-    "review_state",
-    "content_hash",
-];
+/// `objects` columns read by the scan, `uid` first: the ones a record hash covers.
+const SCAN_COLUMNS: &[&str] = crate::snapshot::digest::HASHED_OBJECT_COLUMNS;
 const COL_PORTAL_TYPE: usize = 1;
 const COL_PATH: usize = 2;
 const COL_CONTENT_HASH: usize = 10;
@@ -250,4 +236,205 @@ fn step(uid: &str, a: &mut Side, b: &mut Side, out: &mut Scan) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether both snapshots carry the per-object digest index (`tables/object_digests.parquet`):
+/// then [`scan_digests`] can stand in for [`scan`].
+pub(crate) fn has_digests(snap: &crate::snapshot::Snapshot) -> bool {
+    let rel = crate::snapshot::layout::table_rel(OBJECT_DIGESTS.name);
+    snap.manifest.files.iter().any(|f| f.path == rel)
+}
+
+/// One side's cursor over its digest index, with the positions it implies: the row of the
+/// current uid in `objects` and its first row in each per-object table.
+struct DigestSide {
+    cursor: Cursor,
+    object_row: u64,
+    side_row: [u64; 4],
+}
+
+const D_IN_OBJECTS: usize = 1;
+const D_PORTAL_TYPE: usize = 2;
+const D_RECORD_HASH: usize = 3;
+const D_FIRST_COUNT: usize = 4;
+
+impl DigestSide {
+    fn start<'s>(scope: &'s std::thread::Scope<'s, '_>, snap: &Path) -> Result<DigestSide> {
+        let cursor = Cursor::new(BatchStream::start(
+            scope,
+            ReadSpec {
+                snap: snap.to_path_buf(),
+                def: &OBJECT_DIGESTS,
+                columns: Vec::new(),
+                ranges: None,
+                encode: false,
+            },
+        )?)?;
+        Ok(DigestSide {
+            cursor,
+            object_row: 0,
+            side_row: [0; 4],
+        })
+    }
+
+    fn in_objects(&self) -> bool {
+        self.cursor.bool_col(D_IN_OBJECTS).unwrap_or(false)
+    }
+
+    /// The current uid's row ranges in the per-object tables.
+    fn ranges(&self) -> [Range<u64>; 4] {
+        let mut out: [Range<u64>; 4] = Default::default();
+        for (t, r) in out.iter_mut().enumerate() {
+            let n = self.cursor.int_col(D_FIRST_COUNT + t).unwrap_or(0).max(0) as u64;
+            *r = self.side_row[t]..self.side_row[t] + n;
+        }
+        out
+    }
+
+    /// Moves past the current uid.
+    fn advance(&mut self, ranges: &[Range<u64>; 4], in_objects: bool) -> Result<()> {
+        for (t, r) in ranges.iter().enumerate() {
+            self.side_row[t] = r.end;
+        }
+        if in_objects {
+            self.object_row += 1;
+        }
+        self.cursor.advance()
+    }
+}
+
+/// The scan over both snapshots' digest indexes: objects are equal exactly when their record
+/// hashes are (the hash covers every column and row [`scan`] compares), so only the two narrow
+/// index files are read in full. A changed object's per-object tables are all marked for the
+/// second pass (which compares them row by row and finds the equal ones equal), and what the
+/// report says of a deleted object is read back from OLD's `objects` by row selection. The
+/// events are the ones [`scan`] finds, in the same order.
+///
+/// # Errors
+/// When an index or the selected rows cannot be read.
+pub(crate) fn scan_digests(old: &Path, new: &Path) -> Result<Scan> {
+    let mut out = Scan::default();
+    std::thread::scope(|scope| -> Result<()> {
+        let mut a = DigestSide::start(scope, old)?;
+        let mut b = DigestSide::start(scope, new)?;
+        loop {
+            let uid = match (a.cursor.uid(), b.cursor.uid()) {
+                (None, None) => break,
+                (Some(x), Some(y)) => x.min(y).to_string(),
+                (Some(x), None) | (None, Some(x)) => x.to_string(),
+            };
+            let on_a = a.cursor.uid() == Some(uid.as_str());
+            let on_b = b.cursor.uid() == Some(uid.as_str());
+            let in_old = on_a && a.in_objects();
+            let in_new = on_b && b.in_objects();
+            let empty: [Range<u64>; 4] = std::array::from_fn(|t| a.side_row[t]..a.side_row[t]);
+            let side_old = if on_a { a.ranges() } else { empty };
+            let empty: [Range<u64>; 4] = std::array::from_fn(|t| b.side_row[t]..b.side_row[t]);
+            let side_new = if on_b { b.ranges() } else { empty };
+            let same =
+                on_a && on_b && a.cursor.str_col(D_RECORD_HASH) == b.cursor.str_col(D_RECORD_HASH);
+            let mut side_differ = 0u8;
+            if !same {
+                for t in 0..SIDE_TABLES.len() {
+                    if !side_old[t].is_empty() || !side_new[t].is_empty() {
+                        side_differ |= 1 << t;
+                    }
+                }
+            }
+            let event = |kind| Event {
+                uid: uid.clone(),
+                kind,
+                old_row: in_old.then_some(a.object_row),
+                new_row: in_new.then_some(b.object_row),
+                fields_differ: true,
+                side_old: side_old.clone(),
+                side_new: side_new.clone(),
+                side_differ,
+                old: None,
+            };
+            match (in_old, in_new) {
+                (false, false) => {
+                    out.orphan_rows += side_old
+                        .iter()
+                        .chain(&side_new)
+                        .map(|r| r.end - r.start)
+                        .sum::<u64>();
+                }
+                (false, true) => {
+                    out.events.push(event(EventKind::Created));
+                    out.new_objects += 1;
+                }
+                (true, false) => {
+                    out.events.push(event(EventKind::Vanished));
+                    out.old_objects += 1;
+                }
+                (true, true) => {
+                    if same {
+                        let pt = b.cursor.str_col(D_PORTAL_TYPE).unwrap_or("");
+                        match out.unchanged.get_mut(pt) {
+                            Some(n) => *n += 1,
+                            None => {
+                                out.unchanged.insert(pt.to_string(), 1);
+                            }
+                        }
+                    } else {
+                        out.events.push(event(EventKind::Changed));
+                    }
+                    out.old_objects += 1;
+                    out.new_objects += 1;
+                }
+            }
+            if on_a {
+                a.advance(&side_old, in_old)?;
+            }
+            if on_b {
+                b.advance(&side_new, in_new)?;
+            }
+        }
+        Ok(())
+    })?;
+    fill_vanished(old, &mut out.events)?;
+    Ok(out)
+}
+
+/// Reads portal type, path and content hash of the vanished objects from OLD's `objects`.
+fn fill_vanished(old: &Path, events: &mut [Event]) -> Result<()> {
+    let ranges: Vec<std::ops::Range<usize>> = events
+        .iter()
+        .filter(|e| e.kind == EventKind::Vanished)
+        .filter_map(|e| e.old_row.map(|r| r as usize..r as usize + 1))
+        .collect();
+    if ranges.is_empty() {
+        return Ok(());
+    }
+    std::thread::scope(|scope| -> Result<()> {
+        let mut c = Cursor::new(BatchStream::start(
+            scope,
+            ReadSpec {
+                snap: old.to_path_buf(),
+                def: &OBJECTS,
+                columns: vec!["uid", "portal_type", "path", "content_hash"],
+                ranges: Some(ranges),
+                encode: false,
+            },
+        )?)?;
+        for e in events.iter_mut().filter(|e| e.kind == EventKind::Vanished) {
+            if c.uid() != Some(e.uid.as_str()) {
+                return Err(crate::error::Error::snapshot(
+                    old.join(crate::snapshot::layout::table_rel(OBJECTS.name)),
+                    format!(
+                        "object_digests does not match objects: expected uid {} at row {:?}",
+                        e.uid, e.old_row
+                    ),
+                ));
+            }
+            e.old = Some(OldObject {
+                portal_type: c.str_col(1).unwrap_or("").into(),
+                path: c.str_col(2).unwrap_or("").into(),
+                content_hash: c.str_col(3).unwrap_or("").into(),
+            });
+            c.advance()?;
+        }
+        Ok(())
+    })
 }

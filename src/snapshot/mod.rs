@@ -4,6 +4,7 @@
 //! README's "Snapshot format" section for the meaning of every table.
 
 pub mod blobs;
+pub mod digest;
 pub mod jsonl;
 pub mod layout;
 pub mod manifest;

@@ -651,31 +651,34 @@ pub fn row_to_json(def: &TableDef, row: Vec<Cell>) -> serde_json::Map<String, se
     out
 }
 
+impl TableDef {
+    /// This table's schema as JSON (one entry of `schemas/tables.json`; the derived and delta
+    /// tables have a file of their own in `schemas/`).
+    pub fn schema_json(&self) -> serde_json::Value {
+        let cols: Vec<serde_json::Value> = self
+            .columns
+            .iter()
+            .map(|(name, kind, nullable, doc)| {
+                serde_json::json!({
+                    "name": name,
+                    "type": match kind {
+                        Kind::Str => "utf8",
+                        Kind::Int => "int64",
+                        Kind::Bool => "bool",
+                        Kind::StrList => "list<utf8>",
+                    },
+                    "nullable": nullable,
+                    "doc": doc,
+                })
+            })
+            .collect();
+        serde_json::json!({"name": self.name, "doc": self.doc, "file": layout::table_rel(self.name), "columns": cols})
+    }
+}
+
 /// The table schemas as a JSON document (the content of `schemas/tables.json`).
 pub fn schemas_json() -> serde_json::Value {
-    let tables: Vec<serde_json::Value> = ALL_TABLES
-        .iter()
-        .map(|t| {
-            let cols: Vec<serde_json::Value> = t
-                .columns
-                .iter()
-                .map(|(name, kind, nullable, doc)| {
-                    serde_json::json!({
-                        "name": name,
-                        "type": match kind {
-                            Kind::Str => "utf8",
-                            Kind::Int => "int64",
-                            Kind::Bool => "bool",
-                            Kind::StrList => "list<utf8>",
-                        },
-                        "nullable": nullable,
-                        "doc": doc,
-                    })
-                })
-                .collect();
-            serde_json::json!({"name": t.name, "doc": t.doc, "file": layout::table_rel(t.name), "columns": cols})
-        })
-        .collect();
+    let tables: Vec<serde_json::Value> = ALL_TABLES.iter().map(|t| t.schema_json()).collect();
     serde_json::json!({"schema_version": SCHEMA_VERSION, "tables": tables})
 }
 

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::snapshot::blobs;
+use crate::snapshot::digest;
 use crate::snapshot::jsonl::JsonlWriter;
 use crate::snapshot::layout;
 use crate::snapshot::manifest::{
@@ -105,6 +106,14 @@ impl SnapshotWriter {
             files.push(file_entry(
                 &self.dir,
                 layout::table_rel(name),
+                "table",
+                rows,
+            )?);
+        }
+        if let Some(rows) = digest::write(&self.dir)? {
+            files.push(file_entry(
+                &self.dir,
+                layout::table_rel(digest::OBJECT_DIGESTS.name),
                 "table",
                 rows,
             )?);

@@ -8,7 +8,8 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use senaite_sync::snapshot::table;
+use senaite_sync::diff::delta;
+use senaite_sync::snapshot::{digest, table};
 
 fn schemas_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas"))
@@ -27,6 +28,27 @@ fn tables_json_matches_the_code() {
         "schemas/tables.json is out of date with src/snapshot/table.rs; \
          run SENAITE_SYNC_BLESS=1 cargo test schemas"
     );
+}
+
+#[test]
+fn the_derived_and_delta_tables_schema_files_match_the_code() {
+    let extra = [
+        ("object_digests.json", &digest::OBJECT_DIGESTS),
+        ("tombstones.json", &delta::TOMBSTONES),
+        ("changes.json", &delta::CHANGES),
+    ];
+    for (file, def) in extra {
+        let path = schemas_dir().join(file);
+        let generated = serde_json::to_string_pretty(&def.schema_json()).unwrap() + "\n";
+        if std::env::var_os("SENAITE_SYNC_BLESS").is_some() {
+            std::fs::write(&path, &generated).unwrap();
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "schemas/{file} is out of date with the code; run SENAITE_SYNC_BLESS=1 cargo test schemas"
+        );
+    }
 }
 
 fn type_ok(t: &str, v: &Value) -> bool {
