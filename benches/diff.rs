@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Generator version: bump when the generated data changes, so cached pairs are rebuilt.
-const GENERATION: u32 = 2;
+const GENERATION: u32 = 4;
 
 /// DuckDB: full outer join on uid comparing content_hash (objects only), as the issue states it.
 const DUCKDB_OBJECTS: &str = r#"
@@ -149,6 +149,13 @@ fn main() {
         c.arg("diff").arg(&old).arg(&new).args(["--json", "-q"]);
         let (m, out) = measure(c);
         report("senaite-sync diff --json", m, json_objects(&out));
+        let mut c = Command::new(&bin);
+        c.arg("diff")
+            .arg(&old)
+            .arg(&new)
+            .args(["--json", "-q", "--brief"]);
+        let (m, out) = measure(c);
+        report("senaite-sync diff --json --brief", m, json_objects(&out));
         let (old_plain, new_plain) = (dir.join("old-no-index"), dir.join("new-no-index"));
         without_digests(&old, &old_plain);
         without_digests(&new, &new_plain);

@@ -164,7 +164,8 @@ pub enum Command {
     #[command(after_long_help = "Examples:\n  \
         senaite-sync diff snap-monday snap-tuesday\n  \
         senaite-sync diff old new --json | jq '.objects[] | select(.status == \"deleted\")'\n  \
-        senaite-sync diff old new --rules diff-rules.toml --out delta")]
+        senaite-sync diff old new --rules diff-rules.toml --out delta\n  \
+        senaite-sync diff old new --brief --json | jq .totals")]
     Diff(DiffArgs),
     /// Reshape a snapshot offline through a pipeline of steps (TOML) into a new snapshot.
     ///
@@ -501,6 +502,11 @@ pub struct DiffArgs {
     /// Replace an existing --out directory.
     #[arg(long = "force")]
     pub force: bool,
+    /// Only which objects differ and how (created, modified, moved, deleted), without field
+    /// changes: reads the digest indexes and four narrow columns, fast on large snapshots.
+    /// Rules are not applied to objects (one differing only in ignored values is modified).
+    #[arg(long = "brief", conflicts_with = "out")]
+    pub brief: bool,
 }
 
 /// `review` arguments.

@@ -43,6 +43,8 @@ pub struct DiffOptions {
     pub out: Option<PathBuf>,
     /// Replace an existing `out`.
     pub force: bool,
+    /// Only which objects differ and how, from record hashes (no field detail, no rules).
+    pub brief: bool,
 }
 
 impl DiffArgs {
@@ -61,6 +63,7 @@ impl DiffArgs {
             rules,
             out: self.out,
             force: self.force,
+            brief: self.brief,
         })
     }
 }
@@ -193,6 +196,8 @@ pub struct DiffReport {
     pub orphan_rows: u64,
     /// The delta written with `--out`.
     pub delta: Option<DeltaInfo>,
+    /// `--brief`: objects compared as wholes (no `changes`, rules not applied to them).
+    pub brief: bool,
 }
 
 impl DiffReport {
@@ -220,7 +225,10 @@ pub fn run(opts: &DiffOptions) -> Result<DiffReport> {
         None => None,
     };
     let outcome = std::thread::scope(|s| {
-        let checks = s.spawn(|| verify_tables(&old).and_then(|()| verify_tables(&new)));
+        let brief = opts.brief && scan::has_digests(&old) && scan::has_digests(&new);
+        let (o, n) = (&old, &new);
+        let checks =
+            s.spawn(move || verify_tables(o, brief).and_then(|()| verify_tables(n, brief)));
         let compared = compare(&old, &new, opts, writer.as_mut());
         let checked = checks.join().unwrap_or_else(|_| {
             Err(crate::error::Error::snapshot(
@@ -265,15 +273,37 @@ fn compare(
         differing = scan.events.len(),
         "Scanned both snapshots."
     );
-    let details = detail::details(&old.dir, &new.dir, &scan, &opts.rules, writer)?;
+    let details = if opts.brief {
+        detail::brief(&old.dir, &new.dir, &scan)?
+    } else {
+        detail::details(&old.dir, &new.dir, &scan, &opts.rules, writer)?
+    };
     let site = site_changes(old, new, &opts.rules)?;
     Ok((scan, details, site))
 }
 
 /// Checks the sha256 of every table file the manifest lists (the files `diff` reads; raw
-/// streams are not read).
-fn verify_tables(snap: &Snapshot) -> Result<()> {
-    for f in snap.manifest.files.iter().filter(|f| f.kind == "table") {
+/// streams are not read); with `index_only` (`--brief` with digest indexes), of the files read
+/// whole: the digest index and the small site tables (`objects` is only sampled at the rows
+/// that differ; `inspect` checks every file).
+fn verify_tables(snap: &Snapshot, index_only: bool) -> Result<()> {
+    let read_whole = |path: &str| {
+        !index_only
+            || ![
+                "tables/objects.parquet",
+                "tables/workflow_history.parquet",
+                "tables/workflow_states.parquet",
+                "tables/local_roles.parquet",
+                "tables/blobs.parquet",
+            ]
+            .contains(&path)
+    };
+    for f in snap
+        .manifest
+        .files
+        .iter()
+        .filter(|f| f.kind == "table" && read_whole(&f.path))
+    {
         let path = snap.dir.join(&f.path);
         let (sha, bytes) = crate::snapshot::blobs::hash_file(&path)?;
         if sha != f.sha256 || bytes != f.bytes {
@@ -362,6 +392,7 @@ fn report(
         ignored: opts.rules.ignored(),
         orphan_rows: scan.orphan_rows,
         delta,
+        brief: opts.brief,
     }
 }
 
@@ -411,6 +442,12 @@ pub fn render_text(r: &DiffReport) -> String {
             short(&c.old),
             short(&c.new)
         ));
+    }
+    if r.brief {
+        s.push_str(
+            "--brief: objects compared as wholes; field changes not listed, rules not applied \
+             to objects (one differing only in ignored values counts as modified).\n",
+        );
     }
     if r.totals.ignored_only > 0 {
         s.push_str(&format!(

@@ -163,19 +163,10 @@ fn one(
     out: &mut Details,
 ) -> Result<()> {
     if e.kind == EventKind::Vanished {
-        let old = e.old.clone().unwrap_or_default();
         if let Some(d) = delta {
-            d.tombstone(&e.uid, &old)?;
+            d.tombstone(&e.uid, &e.old.clone().unwrap_or_default())?;
         }
-        out.objects.push(ObjectDiff {
-            uid: e.uid.clone(),
-            portal_type: old.portal_type,
-            path: old.path,
-            status: Status::Deleted,
-            reason: Some("vanished".into()),
-            old_path: None,
-            changes: Vec::new(),
-        });
+        out.objects.push(vanished(e));
         return Ok(());
     }
     let with_delta = delta.is_some();
@@ -257,26 +248,171 @@ fn classify(
     if changes.is_empty() {
         return None;
     }
-    let s = |m: &Map<String, Value>, k: &str| m.get(k).and_then(Value::as_str).map(str::to_string);
-    let inactive = |st: Option<String>| st.is_some_and(|x| INACTIVE_STATES.contains(&x.as_str()));
-    let (old_path, new_path) = (s(old, "path"), s(new, "path"));
-    let (status, reason) = if inactive(s(new, "review_state")) && !inactive(s(old, "review_state"))
-    {
+    fn s<'m>(m: &'m Map<String, Value>, k: &str) -> Option<&'m str> {
+        m.get(k).and_then(Value::as_str)
+    }
+    Some(changed(
+        uid,
+        Sides {
+            portal_type: s(new, "portal_type"),
+            old_path: s(old, "path"),
+            new_path: s(new, "path"),
+            old_state: s(old, "review_state"),
+            new_state: s(new, "review_state"),
+        },
+        changes,
+    ))
+}
+
+/// What the status of a changed object depends on.
+struct Sides<'a> {
+    portal_type: Option<&'a str>,
+    old_path: Option<&'a str>,
+    new_path: Option<&'a str>,
+    old_state: Option<&'a str>,
+    new_state: Option<&'a str>,
+}
+
+/// A changed object: deleted (newly deactivated), moved (other path) or modified.
+fn changed(uid: String, x: Sides, changes: Vec<Change>) -> ObjectDiff {
+    let inactive = |st: Option<&str>| st.is_some_and(|v| INACTIVE_STATES.contains(&v));
+    let (status, reason) = if inactive(x.new_state) && !inactive(x.old_state) {
         (Status::Deleted, Some("deactivated".to_string()))
-    } else if old_path != new_path {
+    } else if x.old_path != x.new_path {
         (Status::Moved, None)
     } else {
         (Status::Modified, None)
     };
-    Some(ObjectDiff {
+    ObjectDiff {
         uid,
-        portal_type: s(new, "portal_type").unwrap_or_default(),
-        path: new_path.clone().unwrap_or_default(),
+        portal_type: x.portal_type.unwrap_or_default().to_string(),
+        path: x.new_path.unwrap_or_default().to_string(),
         status,
         reason,
-        old_path: (old_path != new_path).then(|| old_path.unwrap_or_default()),
+        old_path: (x.old_path != x.new_path).then(|| x.old_path.unwrap_or_default().to_string()),
         changes,
+    }
+}
+
+/// `objects` columns the brief pass reads.
+const BRIEF_COLUMNS: [&str; 4] = ["uid", "portal_type", "path", "review_state"];
+
+/// The second pass of `diff --brief`: each differing object's status from four narrow columns
+/// of the rows the scan found (no `fields`, no per-object rows, no rules: an object whose rows
+/// differ only in ignored values counts as modified).
+///
+/// # Errors
+/// When a selected row cannot be read.
+pub(crate) fn brief(old: &Path, new: &Path, scan: &Scan) -> Result<Details> {
+    let ev = &scan.events;
+    std::thread::scope(|scope| {
+        let mut olds = brief_cursor(
+            scope,
+            old,
+            ev.iter()
+                .filter(|e| e.kind == EventKind::Changed)
+                .map(|e| row_range(e.old_row))
+                .collect(),
+        )?;
+        let mut news = brief_cursor(
+            scope,
+            new,
+            ev.iter()
+                .filter(|e| e.kind != EventKind::Vanished)
+                .map(|e| row_range(e.new_row))
+                .collect(),
+        )?;
+        let mut out = Details::default();
+        for e in ev {
+            if e.kind == EventKind::Vanished {
+                out.objects.push(vanished(e));
+                continue;
+            }
+            let n = brief_row(&mut news, &e.uid, new)?;
+            if e.kind == EventKind::Created {
+                out.objects.push(ObjectDiff {
+                    uid: e.uid.clone(),
+                    portal_type: n[1].clone().unwrap_or_default(),
+                    path: n[2].clone().unwrap_or_default(),
+                    status: Status::Created,
+                    reason: None,
+                    old_path: None,
+                    changes: Vec::new(),
+                });
+                continue;
+            }
+            let o = brief_row(&mut olds, &e.uid, old)?;
+            out.objects.push(changed(
+                e.uid.clone(),
+                Sides {
+                    portal_type: n[1].as_deref(),
+                    old_path: o[2].as_deref(),
+                    new_path: n[2].as_deref(),
+                    old_state: o[3].as_deref(),
+                    new_state: n[3].as_deref(),
+                },
+                Vec::new(),
+            ));
+        }
+        Ok(out)
     })
+}
+
+/// A cursor over the [`BRIEF_COLUMNS`] of the selected rows of `objects` (`None` for none).
+fn brief_cursor<'s>(
+    scope: &'s std::thread::Scope<'s, '_>,
+    snap: &Path,
+    ranges: Vec<Range<usize>>,
+) -> Result<Option<Cursor>> {
+    if ranges.is_empty() {
+        return Ok(None);
+    }
+    let stream = BatchStream::start(
+        scope,
+        ReadSpec {
+            snap: snap.to_path_buf(),
+            def: &OBJECTS,
+            columns: BRIEF_COLUMNS.to_vec(),
+            ranges: Some(ranges),
+            encode: false,
+        },
+    )?;
+    Ok(Some(Cursor::new(stream)?))
+}
+
+/// The [`BRIEF_COLUMNS`] of the next selected row, which must be `uid`'s.
+fn brief_row(cursor: &mut Option<Cursor>, uid: &str, snap: &Path) -> Result<Vec<Option<String>>> {
+    let Some(c) = cursor else {
+        return Err(crate::error::Error::snapshot(
+            snap,
+            "selected rows ended early",
+        ));
+    };
+    if c.uid() != Some(uid) {
+        return Err(crate::error::Error::snapshot(
+            snap.join(crate::snapshot::layout::table_rel(OBJECTS.name)),
+            format!("expected the row of uid {uid} (the digest index does not match the table)"),
+        ));
+    }
+    let row = (0..BRIEF_COLUMNS.len())
+        .map(|i| c.str_col(i).map(str::to_string))
+        .collect();
+    c.advance()?;
+    Ok(row)
+}
+
+/// A vanished object as the report lists it.
+fn vanished(e: &Event) -> ObjectDiff {
+    let old = e.old.clone().unwrap_or_default();
+    ObjectDiff {
+        uid: e.uid.clone(),
+        portal_type: old.portal_type,
+        path: old.path,
+        status: Status::Deleted,
+        reason: Some("vanished".into()),
+        old_path: None,
+        changes: Vec::new(),
+    }
 }
 
 /// Attribute and field changes of one object under the rules.

@@ -8,7 +8,9 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, BooleanArray, Int64Array, StringArray};
 
 use crate::error::Result;
 use crate::snapshot::digest::OBJECT_DIGESTS;
@@ -245,22 +247,58 @@ pub(crate) fn has_digests(snap: &crate::snapshot::Snapshot) -> bool {
     snap.manifest.files.iter().any(|f| f.path == rel)
 }
 
-/// One side's cursor over its digest index, with the positions it implies: the row of the
+/// One decoded batch of a digest index, its columns downcast once.
+struct DigestBatch {
+    uid: StringArray,
+    in_objects: BooleanArray,
+    portal_type: StringArray,
+    record_hash: StringArray,
+    counts: [Int64Array; 4],
+}
+
+impl DigestBatch {
+    fn new(batch: &arrow::array::RecordBatch, path: &Path) -> Result<DigestBatch> {
+        fn col<T: Clone + 'static>(
+            batch: &arrow::array::RecordBatch,
+            i: usize,
+            path: &Path,
+        ) -> Result<T> {
+            batch
+                .column(i)
+                .as_any()
+                .downcast_ref::<T>()
+                .cloned()
+                .ok_or_else(|| crate::error::Error::snapshot(path, "unexpected column type"))
+        }
+        Ok(DigestBatch {
+            uid: col(batch, 0, path)?,
+            in_objects: col(batch, 1, path)?,
+            portal_type: col(batch, 2, path)?,
+            record_hash: col(batch, 3, path)?,
+            counts: [
+                col(batch, 4, path)?,
+                col(batch, 5, path)?,
+                col(batch, 6, path)?,
+                col(batch, 7, path)?,
+            ],
+        })
+    }
+}
+
+/// One side's position in its digest index, with the positions it implies: the row of the
 /// current uid in `objects` and its first row in each per-object table.
 struct DigestSide {
-    cursor: Cursor,
+    path: PathBuf,
+    stream: BatchStream,
+    batch: Option<DigestBatch>,
+    pos: usize,
     object_row: u64,
     side_row: [u64; 4],
 }
 
-const D_IN_OBJECTS: usize = 1;
-const D_PORTAL_TYPE: usize = 2;
-const D_RECORD_HASH: usize = 3;
-const D_FIRST_COUNT: usize = 4;
-
 impl DigestSide {
     fn start<'s>(scope: &'s std::thread::Scope<'s, '_>, snap: &Path) -> Result<DigestSide> {
-        let cursor = Cursor::new(BatchStream::start(
+        let stream = BatchStream::start(
             scope,
             ReadSpec {
                 snap: snap.to_path_buf(),
@@ -269,26 +307,65 @@ impl DigestSide {
                 ranges: None,
                 encode: false,
             },
-        )?)?;
-        Ok(DigestSide {
-            cursor,
+        )?;
+        let mut side = DigestSide {
+            path: snap.join(crate::snapshot::layout::table_rel(OBJECT_DIGESTS.name)),
+            stream,
+            batch: None,
+            pos: 0,
             object_row: 0,
             side_row: [0; 4],
-        })
+        };
+        side.load()?;
+        Ok(side)
+    }
+
+    fn load(&mut self) -> Result<()> {
+        self.pos = 0;
+        self.batch = None;
+        while let Some(next) = self.stream.next_batch() {
+            let d = next?;
+            if d.batch.num_rows() > 0 {
+                self.batch = Some(DigestBatch::new(&d.batch, &self.path)?);
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn uid(&self) -> Option<&str> {
+        self.batch.as_ref().map(|b| b.uid.value(self.pos))
     }
 
     fn in_objects(&self) -> bool {
-        self.cursor.bool_col(D_IN_OBJECTS).unwrap_or(false)
+        self.batch
+            .as_ref()
+            .is_some_and(|b| b.in_objects.value(self.pos))
+    }
+
+    fn portal_type(&self) -> &str {
+        self.batch.as_ref().map_or("", |b| {
+            if b.portal_type.is_null(self.pos) {
+                ""
+            } else {
+                b.portal_type.value(self.pos)
+            }
+        })
+    }
+
+    fn record_hash(&self) -> Option<&str> {
+        self.batch.as_ref().map(|b| b.record_hash.value(self.pos))
     }
 
     /// The current uid's row ranges in the per-object tables.
     fn ranges(&self) -> [Range<u64>; 4] {
-        let mut out: [Range<u64>; 4] = Default::default();
-        for (t, r) in out.iter_mut().enumerate() {
-            let n = self.cursor.int_col(D_FIRST_COUNT + t).unwrap_or(0).max(0) as u64;
-            *r = self.side_row[t]..self.side_row[t] + n;
-        }
-        out
+        std::array::from_fn(|t| {
+            let n = self
+                .batch
+                .as_ref()
+                .map_or(0, |b| b.counts[t].value(self.pos).max(0) as u64);
+            self.side_row[t]..self.side_row[t] + n
+        })
     }
 
     /// Moves past the current uid.
@@ -299,7 +376,14 @@ impl DigestSide {
         if in_objects {
             self.object_row += 1;
         }
-        self.cursor.advance()
+        let Some(b) = &self.batch else {
+            return Ok(());
+        };
+        self.pos += 1;
+        if self.pos >= b.uid.len() {
+            self.load()?;
+        }
+        Ok(())
     }
 }
 
@@ -317,22 +401,23 @@ pub(crate) fn scan_digests(old: &Path, new: &Path) -> Result<Scan> {
     std::thread::scope(|scope| -> Result<()> {
         let mut a = DigestSide::start(scope, old)?;
         let mut b = DigestSide::start(scope, new)?;
+        let mut uid = String::new();
         loop {
-            let uid = match (a.cursor.uid(), b.cursor.uid()) {
+            uid.clear();
+            match (a.uid(), b.uid()) {
                 (None, None) => break,
-                (Some(x), Some(y)) => x.min(y).to_string(),
-                (Some(x), None) | (None, Some(x)) => x.to_string(),
-            };
-            let on_a = a.cursor.uid() == Some(uid.as_str());
-            let on_b = b.cursor.uid() == Some(uid.as_str());
+                (Some(x), Some(y)) => uid.push_str(x.min(y)),
+                (Some(x), None) | (None, Some(x)) => uid.push_str(x),
+            }
+            let on_a = a.uid() == Some(uid.as_str());
+            let on_b = b.uid() == Some(uid.as_str());
             let in_old = on_a && a.in_objects();
             let in_new = on_b && b.in_objects();
             let empty: [Range<u64>; 4] = std::array::from_fn(|t| a.side_row[t]..a.side_row[t]);
             let side_old = if on_a { a.ranges() } else { empty };
             let empty: [Range<u64>; 4] = std::array::from_fn(|t| b.side_row[t]..b.side_row[t]);
             let side_new = if on_b { b.ranges() } else { empty };
-            let same =
-                on_a && on_b && a.cursor.str_col(D_RECORD_HASH) == b.cursor.str_col(D_RECORD_HASH);
+            let same = on_a && on_b && a.record_hash() == b.record_hash();
             let mut side_differ = 0u8;
             if !same {
                 for t in 0..SIDE_TABLES.len() {
@@ -370,7 +455,7 @@ pub(crate) fn scan_digests(old: &Path, new: &Path) -> Result<Scan> {
                 }
                 (true, true) => {
                     if same {
-                        let pt = b.cursor.str_col(D_PORTAL_TYPE).unwrap_or("");
+                        let pt = b.portal_type();
                         match out.unchanged.get_mut(pt) {
                             Some(n) => *n += 1,
                             None => {

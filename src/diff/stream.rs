@@ -8,7 +8,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, sync_channel};
 
-use arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray};
+use arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
 use arrow::row::{RowConverter, Rows, SortField};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
@@ -239,24 +239,6 @@ impl Cursor {
     pub fn str_col(&self, col: usize) -> Option<&str> {
         let (d, pos) = self.at()?;
         let a = d.batch.column(col).as_any().downcast_ref::<StringArray>()?;
-        (!a.is_null(pos)).then(|| a.value(pos))
-    }
-
-    /// An integer column of the current row.
-    pub fn int_col(&self, col: usize) -> Option<i64> {
-        let (d, pos) = self.at()?;
-        let a = d.batch.column(col).as_any().downcast_ref::<Int64Array>()?;
-        (!a.is_null(pos)).then(|| a.value(pos))
-    }
-
-    /// A boolean column of the current row.
-    pub fn bool_col(&self, col: usize) -> Option<bool> {
-        let (d, pos) = self.at()?;
-        let a = d
-            .batch
-            .column(col)
-            .as_any()
-            .downcast_ref::<BooleanArray>()?;
         (!a.is_null(pos)).then(|| a.value(pos))
     }
 

@@ -8,7 +8,8 @@
 //! every row of both snapshots, and the row counts give it the row ranges to read back for the
 //! few objects that differ.
 //!
-//! The hash is a sha256 over a fixed byte encoding of the cells (see [`hash_cell`]), independent
+//! The hash is the first 128 bits of a sha256 over a fixed byte encoding of the cells (see
+//! [`hash_cell`]), independent
 //! of Parquet's page layout and of the Arrow version; the README documents it. The table is
 //! optional: snapshots written before it existed have none, and readers then compare the
 //! tables themselves.
@@ -72,7 +73,7 @@ pub const OBJECT_DIGESTS: TableDef = TableDef {
             "record_hash",
             Kind::Str,
             false,
-            "sha256 of the object's objects row (but fields and sources) and per-object rows",
+            "first 128 bits (32 hex) of the sha256 of the object's objects row (but fields and sources) and per-object rows",
         ),
         (
             "history_rows",
@@ -95,6 +96,11 @@ pub const OBJECT_DIGESTS: TableDef = TableDef {
         ("blobs_rows", Kind::Int, false, "rows of the uid in blobs"),
     ],
 };
+
+/// Bytes of the sha256 kept as `record_hash` (as hex: 32 characters). 128 bits: two different
+/// versions of one object get the same hash with probability 2^-128, and the index stays narrow
+/// enough to read a million rows in a fraction of a second.
+pub const RECORD_HASH_BYTES: usize = 16;
 
 /// Rows per decoded batch.
 const BATCH_ROWS: usize = 4096;
@@ -183,7 +189,7 @@ fn compute(snap: &Path, mut sink: impl FnMut(Vec<Cell>) -> Result<()>) -> Result
                 }
                 h.update(counts[t].to_le_bytes());
             }
-            let hash = crate::jsonx::hex(&h.finalize());
+            let hash = crate::jsonx::hex(&h.finalize()[..RECORD_HASH_BYTES]);
             let mut row = vec![
                 Cell::s(uid),
                 Cell::Bool(Some(in_objects)),

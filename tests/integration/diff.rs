@@ -239,6 +239,7 @@ fn run_diff(old: &Path, new: &Path, out: Option<PathBuf>) -> DiffReport {
         rules: Rules::default(),
         out,
         force: false,
+        brief: false,
     })
     .unwrap()
 }
@@ -401,6 +402,7 @@ fn rules_files_widen_or_narrow_the_comparison() {
         rules: Rules::load(&rules).unwrap(),
         out: None,
         force: false,
+        brief: false,
     })
     .unwrap();
     assert_eq!(status_of(&r, SAMPLE_W1), Some((Status::Modified, None)));
@@ -685,7 +687,53 @@ proptest! {
         prop_assert_eq!(findings(&full), findings(&ab));
         prop_assert_eq!(table_files(&dir.join("delta-full")), table_files(&dir.join("delta")));
         prop_assert_eq!(findings(&run_diff(&pa, &nb, None)), findings(&ab));
+        let (with_index, without) = (brief_diff(&pa, &pb), brief_diff(&na, &nb));
+        prop_assert_eq!(findings(&with_index), findings(&without));
+        brief_agrees(&with_index, &ab);
     }
+}
+
+fn brief_diff(old: &Path, new: &Path) -> DiffReport {
+    diff::run(&DiffOptions {
+        old: old.to_path_buf(),
+        new: new.to_path_buf(),
+        rules: Rules::default(),
+        out: None,
+        force: false,
+        brief: true,
+    })
+    .unwrap()
+}
+
+/// `--brief` lists the objects the full diff lists, with the same status, plus those the full
+/// diff found different only in ignored values (as modified), and no changes.
+fn brief_agrees(brief: &DiffReport, full: &DiffReport) {
+    let key = |o: &diff::ObjectDiff| {
+        (
+            o.uid.clone(),
+            o.status,
+            o.reason.clone(),
+            o.path.clone(),
+            o.old_path.clone(),
+        )
+    };
+    let listed: std::collections::BTreeSet<_> = brief.objects.iter().map(key).collect();
+    for o in &full.objects {
+        assert!(listed.contains(&key(o)), "{o:?} missing from --brief");
+    }
+    assert_eq!(
+        brief.objects.len() as u64,
+        full.objects.len() as u64 + full.totals.ignored_only
+    );
+    let full_uids: std::collections::BTreeSet<_> = full.objects.iter().map(|o| &o.uid).collect();
+    for o in &brief.objects {
+        assert!(o.changes.is_empty());
+        if !full_uids.contains(&o.uid) {
+            assert_eq!(o.status, Status::Modified, "{o:?}");
+        }
+    }
+    assert!(brief.brief && !full.brief);
+    assert_eq!(brief.totals.ignored_only, 0);
 }
 
 /// What a diff found (everything but the snapshots' names and ids).
@@ -732,6 +780,30 @@ fn the_digest_index_and_the_full_scan_find_the_same_changes() {
     without_digests(&new, &nb);
     let full = run_diff(&na, &nb, Some(dir.join("delta-full")));
     assert_eq!(findings(&full), findings(&fast));
+    assert!(
+        fast.totals.ignored_only > 0,
+        "the edits include an ignored-only change"
+    );
+    brief_agrees(&brief_diff(&old, &new), &fast);
+    assert_eq!(
+        findings(&brief_diff(&na, &nb)),
+        findings(&brief_diff(&old, &new))
+    );
+    let mut c = bin();
+    c.arg("diff")
+        .arg(&old)
+        .arg(&new)
+        .args(["--brief", "--json"]);
+    let out = run_expect(c, 1);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["brief"], json!(true));
+    let mut c = bin();
+    c.arg("diff")
+        .arg(&old)
+        .arg(&new)
+        .args(["--brief", "--out"])
+        .arg(dir.join("nope"));
+    run_expect(c, 2);
     let delta_files = table_files(&dir.join("delta"));
     assert!(delta_files.contains_key("tables/object_digests.parquet"));
     assert_eq!(table_files(&dir.join("delta-full")), delta_files);

@@ -135,6 +135,7 @@ impl Setup {
             rules: Rules::default(),
             out: Some(d.clone()),
             force: false,
+            brief: false,
         })
         .unwrap();
         let sb = destination();
@@ -479,6 +480,7 @@ fn a_delta_whose_base_was_never_loaded_is_refused_naming_the_objects() {
         rules: Rules::default(),
         out: Some(d.clone()),
         force: false,
+        brief: false,
     })
     .unwrap();
     let sb = destination();
