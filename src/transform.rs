@@ -26,6 +26,7 @@ mod ops;
 mod partitions;
 mod paths;
 mod prepare;
+mod records;
 mod selftest;
 
 use std::collections::BTreeMap;

@@ -53,7 +53,7 @@ fn allowed(op: &str) -> &'static [&'static str] {
         "rename_fields" => &["types", "fields"],
         "drop_fields" => &["types", "fields"],
         "set_fields" => &["types", "values"],
-        "map_values" => &["types", "field", "values", "function"],
+        "map_values" => &["types", "field", "values", "function", "hidden_from"],
         "prefix_ids" => &["types", "prefix", "fields", "groups"],
         "redact" => &["types", "fields", "method", "with", "salt_env", "salt_file"],
         "fold_fields" => &["types", "via", "from_types", "fields"],
@@ -456,17 +456,37 @@ impl Checker {
             Some(Some("template_services_from_analyses")) => {
                 Some(MapFunction::TemplateServicesFromAnalyses)
             }
+            Some(Some("template_partitions_from_records")) => {
+                Some(MapFunction::TemplatePartitionsFromRecords)
+            }
+            Some(Some("address_records_from_types")) => Some(MapFunction::AddressRecordsFromTypes),
             Some(_) => {
                 self.at(
                     s,
                     "function",
                     "one of seconds_from_duration, uids_from_references, uid_from_reference, \
                      lowercase, service_records_from_references, number_from_string, \
-                     decimal_degrees_from_dms, template_services_from_analyses",
+                     decimal_degrees_from_dms, template_services_from_analyses, \
+                     template_partitions_from_records, address_records_from_types",
                 );
                 None
             }
         };
+        let hidden_from = self.opt_str(s, "hidden_from");
+        if let Some(h) = &hidden_from {
+            self.not_identity(s, "hidden_from", h);
+            if *h == field {
+                self.at(s, "hidden_from", "must name another field than `field`");
+            }
+            if !function.is_some_and(MapFunction::reads_hidden_flags) {
+                self.at(
+                    s,
+                    "hidden_from",
+                    "only with function = service_records_from_references or \
+                     template_services_from_analyses",
+                );
+            }
+        }
         let mut values = BTreeMap::new();
         if let Some(t) = self.table(s, "values", false) {
             for (k, v) in t {
@@ -483,6 +503,7 @@ impl Checker {
             field,
             values,
             function,
+            hidden_from,
         })
     }
 

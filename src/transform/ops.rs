@@ -232,9 +232,10 @@ pub(crate) fn apply(steps: &[Step], ctx: &Context, o: &mut Obj) -> Result<Outcom
                 field,
                 values,
                 function,
+                hidden_from,
             } => {
                 if of_type(types, o) && o.may_have(field) {
-                    map_value(o, field, values, *function)?;
+                    map_value(o, field, values, *function, hidden_from.as_deref())?;
                 }
             }
             Op::Move { from, to } => {
@@ -530,8 +531,10 @@ fn map_value(
     field: &str,
     values: &std::collections::BTreeMap<String, Value>,
     function: Option<MapFunction>,
+    hidden_from: Option<&str>,
 ) -> Result<(), String> {
     let f = o.fields()?;
+    let hidden = super::records::hidden_flags(hidden_from.and_then(|h| f.get(h)));
     let Some(v) = f.get_mut(field) else {
         return Ok(());
     };
@@ -542,7 +545,7 @@ fn map_value(
     if let Some(new) = key.as_ref().and_then(|k| values.get(k)) {
         *v = new.clone();
     } else if let Some(func) = function {
-        *v = apply_function(func, std::mem::take(v));
+        *v = apply_function(func, std::mem::take(v), &hidden);
     } else {
         return Ok(());
     }
@@ -550,7 +553,15 @@ fn map_value(
     sync_title(o, field)
 }
 
-fn apply_function(func: MapFunction, v: Value) -> Value {
+/// Applies a value function; `hidden` holds the per-service hidden flags the service functions
+/// read (empty without `hidden_from`: every service visible).
+fn apply_function(func: MapFunction, v: Value, hidden: &HashMap<String, bool>) -> Value {
+    let is_hidden = |uid: &Value| {
+        uid.as_str()
+            .and_then(|u| hidden.get(u))
+            .copied()
+            .unwrap_or(false)
+    };
     let uid_of = |r: &Value| match r {
         Value::Object(m) => m.get("uid").cloned(),
         Value::String(s) => Some(Value::from(s.as_str())),
@@ -581,7 +592,7 @@ fn apply_function(func: MapFunction, v: Value) -> Value {
         (MapFunction::ServiceRecordsFromReferences, Value::Array(a)) => Value::Array(
             a.iter()
                 .filter_map(uid_of)
-                .map(|uid| serde_json::json!({"uid": uid, "hidden": false}))
+                .map(|uid| serde_json::json!({"hidden": is_hidden(&uid), "uid": uid}))
                 .collect(),
         ),
         (MapFunction::ServiceRecordsFromReferences, Value::Null) => Value::Array(Vec::new()),
@@ -597,11 +608,14 @@ fn apply_function(func: MapFunction, v: Value) -> Value {
                 .filter_map(|s| {
                     let uid = s.get("service_uid")?.as_str()?;
                     let part = s.get("partition").and_then(Value::as_str).unwrap_or("");
-                    Some(serde_json::json!({"uid": uid, "part_id": part, "hidden": false}))
+                    let hidden = hidden.get(uid).copied().unwrap_or(false);
+                    Some(serde_json::json!({"uid": uid, "part_id": part, "hidden": hidden}))
                 })
                 .collect(),
         ),
         (MapFunction::TemplateServicesFromAnalyses, Value::Null) => Value::Array(Vec::new()),
+        (MapFunction::TemplatePartitionsFromRecords, v) => super::records::template_partitions(v),
+        (MapFunction::AddressRecordsFromTypes, v) => super::records::address_records(v),
         (_, other) => other,
     }
 }
@@ -696,17 +710,26 @@ mod tests {
             apply_function(
                 MapFunction::DecimalDegreesFromDms,
                 serde_json::json!({"degrees": d, "minutes": m, "seconds": s, "bearing": b}),
+                &HashMap::new(),
             )
         };
         assert_eq!(dms("41", "23", "10.5", "N"), "41.38625");
         assert_eq!(dms("33", "52", "0", "S"), "-33.8666667");
         assert_eq!(dms("", "", "", ""), "");
         assert_eq!(
-            apply_function(MapFunction::NumberFromString, Value::from("12.50")),
+            apply_function(
+                MapFunction::NumberFromString,
+                Value::from("12.50"),
+                &HashMap::new()
+            ),
             12.5
         );
         assert_eq!(
-            apply_function(MapFunction::NumberFromString, Value::from("n/a")),
+            apply_function(
+                MapFunction::NumberFromString,
+                Value::from("n/a"),
+                &HashMap::new()
+            ),
             "n/a"
         );
     }
@@ -740,6 +763,57 @@ mod tests {
             label: "t".into(),
             op,
         }]
+    }
+
+    #[test]
+    fn service_functions_read_hidden_flags_from_the_sibling_field() {
+        let map = |field: &str, function| {
+            step(Op::MapValues {
+                types: vec![],
+                field: field.into(),
+                values: Default::default(),
+                function: Some(function),
+                hidden_from: Some("AnalysisServicesSettings".into()),
+            })
+        };
+        let settings =
+            serde_json::json!([{"uid": "a", "hidden": true}, {"uid": "b", "hidden": false}]);
+        let ctx = Context::default();
+        let mut p = obj(
+            "AnalysisProfile",
+            "/senaite/setup/analysisprofiles/analysisprofile-1",
+            serde_json::json!({"Service": [{"uid": "a"}, {"uid": "b"}, {"uid": "c"}],
+                               "AnalysisServicesSettings": settings}),
+        );
+        apply(
+            &map("Service", MapFunction::ServiceRecordsFromReferences),
+            &ctx,
+            &mut p,
+        )
+        .unwrap();
+        let f = p.fields().unwrap();
+        assert_eq!(
+            f["Service"],
+            serde_json::json!([{"uid": "a", "hidden": true}, {"uid": "b", "hidden": false},
+                               {"uid": "c", "hidden": false}])
+        );
+        assert_eq!(f["AnalysisServicesSettings"], settings, "the sibling stays");
+        let mut t = obj(
+            "SampleTemplate",
+            "/senaite/setup/sampletemplates/artemplate-1",
+            serde_json::json!({"Analyses": [{"service_uid": "a", "partition": "part-2"}],
+                               "AnalysisServicesSettings": settings}),
+        );
+        apply(
+            &map("Analyses", MapFunction::TemplateServicesFromAnalyses),
+            &ctx,
+            &mut t,
+        )
+        .unwrap();
+        assert_eq!(
+            t.fields().unwrap()["Analyses"],
+            serde_json::json!([{"uid": "a", "part_id": "part-2", "hidden": true}])
+        );
     }
 
     #[test]
@@ -894,12 +968,12 @@ mod tests {
     fn functions_map_1x_values_to_2x_shapes() {
         let d = serde_json::json!({"days": 30, "hours": 0, "minutes": 0});
         assert_eq!(
-            apply_function(MapFunction::SecondsFromDuration, d),
+            apply_function(MapFunction::SecondsFromDuration, d, &HashMap::new()),
             serde_json::json!(2592000.0)
         );
         let refs = serde_json::json!([{"uid": "a", "url": "/x"}, {"uid": "b"}]);
         assert_eq!(
-            apply_function(MapFunction::UidsFromReferences, refs),
+            apply_function(MapFunction::UidsFromReferences, refs, &HashMap::new()),
             serde_json::json!(["a", "b"])
         );
     }

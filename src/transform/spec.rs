@@ -78,8 +78,8 @@ pub(crate) enum MapFunction {
     UidFromReference,
     /// Lower-case a string.
     Lowercase,
-    /// A list of reference dicts (or uids) to 2.x service records `{uid, hidden: false}`
-    /// (AnalysisProfile / SampleTemplate `services`).
+    /// A list of reference dicts (or uids) to 2.x service records `{uid, hidden}`
+    /// (AnalysisProfile `services`); `hidden` from the step's `hidden_from` field, else false.
     ServiceRecordsFromReferences,
     /// A decimal string (`"12.50"`, 1.x prices) to a number; other strings stay.
     NumberFromString,
@@ -88,8 +88,25 @@ pub(crate) enum MapFunction {
     /// `geo.to_decimal_degrees`); an empty one (no degrees) to `""`.
     DecimalDegreesFromDms,
     /// 1.x ARTemplate `Analyses` `[{service_uid, partition}]` to 2.x SampleTemplate `services`
-    /// `[{uid, part_id, hidden: false}]` (senaite.core's migrate_template_to_dx).
+    /// `[{uid, part_id, hidden}]` (senaite.core's migrate_template_to_dx); `hidden` from the
+    /// step's `hidden_from` field, else false.
     TemplateServicesFromAnalyses,
+    /// 1.x ARTemplate `Partitions` rows to 2.6 SampleTemplate `partitions` rows
+    /// `{part_id, container, preservation, sampletype}` (see `records::template_partitions`).
+    TemplatePartitionsFromRecords,
+    /// 1.x addresses keyed by 2.6 address type to the 2.6 Organization `address` list of typed
+    /// records, or null when all are empty (see `records::address_records`).
+    AddressRecordsFromTypes,
+}
+
+impl MapFunction {
+    /// Whether the function reads the per-service hidden flags of a `hidden_from` field.
+    pub(crate) fn reads_hidden_flags(self) -> bool {
+        matches!(
+            self,
+            MapFunction::ServiceRecordsFromReferences | MapFunction::TemplateServicesFromAnalyses
+        )
+    }
 }
 
 /// Redaction method.
@@ -138,6 +155,9 @@ pub(crate) enum Op {
         field: String,
         values: BTreeMap<String, Value>,
         function: Option<MapFunction>,
+        /// A sibling field of 1.x `AnalysisServicesSettings` records `[{uid, hidden}]` the
+        /// service functions read the hidden flags from (left in place).
+        hidden_from: Option<String>,
     },
     Move {
         from: String,
@@ -547,6 +567,71 @@ mod tests {
                 Some(&serde_json::json!([{"admitted": [], "small_default": null}]))
             ),
             other => panic!("not map_values: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn hidden_from_is_checked() {
+        let p = problems(
+            r#"
+            name = "x"
+            [[steps]]
+            op = "map_values"
+            field = "Service"
+            function = "number_from_string"
+            hidden_from = "AnalysisServicesSettings"
+            [[steps]]
+            op = "map_values"
+            field = "Service"
+            function = "service_records_from_references"
+            hidden_from = "Service"
+            [[steps]]
+            op = "map_values"
+            field = "Analyses"
+            function = "template_services_from_analyses"
+            hidden_from = "uid"
+            "#,
+        );
+        let keys: Vec<(Option<usize>, &str)> = p.iter().map(|p| (p.step, p.key.as_str())).collect();
+        assert_eq!(
+            keys,
+            [
+                (Some(1), "hidden_from"),
+                (Some(2), "hidden_from"),
+                (Some(3), "hidden_from")
+            ],
+            "{p:?}"
+        );
+        let ok = parse(
+            Path::new("p.toml"),
+            br#"
+            name = "x"
+            [[steps]]
+            op = "map_values"
+            field = "Analyses"
+            function = "template_services_from_analyses"
+            hidden_from = "AnalysisServicesSettings"
+            [[steps]]
+            op = "map_values"
+            field = "Partitions"
+            function = "template_partitions_from_records"
+            [[steps]]
+            op = "map_values"
+            field = "address"
+            function = "address_records_from_types"
+            "#,
+        )
+        .unwrap();
+        match &ok.steps[0].op {
+            Op::MapValues {
+                function,
+                hidden_from,
+                ..
+            } => {
+                assert_eq!(*function, Some(MapFunction::TemplateServicesFromAnalyses));
+                assert_eq!(hidden_from.as_deref(), Some("AnalysisServicesSettings"));
+            }
+            other => panic!("{other:?}"),
         }
     }
 

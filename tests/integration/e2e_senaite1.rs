@@ -4,16 +4,19 @@
 //! loads it into a fresh real SENAITE 2.6 with the receiver, and checks from the 2.6 side
 //! (senaite.jsonapi reads) that every sample id, review state, client, contact, analysis result,
 //! setup item (per type: count and titles) and user arrived, that whatever did not is listed in
-//! the load report, and that a second load finds everything unchanged. The 1.3 site is only
-//! read.
+//! the load report, and that a second load finds everything unchanged; and that the composite
+//! setup values `tests/e2e/seed_senaite1_extra.py` sets through 1.3.5's edit forms (hidden
+//! services, template partitions, supplier addresses) arrive as 2.6 stores them. The 1.3 site
+//! is only read.
 //!
 //! Always run (no instances): the recorded 1.3.5 responses (`data/fixtures/senaite1/`) against
 //! what extract relies on for a 1.x source: the error envelope, the state in `workflow_info`.
 //!
-//! Driven by the environment: `SENAITE_SYNC_E2E_SENAITE1_URL` (a seeded 1.3,
-//! `http://127.0.0.1:8296/senaite`) and `SENAITE_SYNC_E2E_SENAITE1_DEST_URL` (an empty SENAITE
-//! 2.6, `http://127.0.0.1:8297/senaite`), both admin:admin. Unless both are set the test prints
-//! "skipped: ..." and passes, unless `SENAITE_SYNC_E2E=required` (CI), when it fails.
+//! Driven by the environment: `SENAITE_SYNC_E2E_SENAITE1_URL` (a 1.3 seeded by seed1.py and
+//! seed_senaite1_extra.py, `http://127.0.0.1:8296/senaite`) and
+//! `SENAITE_SYNC_E2E_SENAITE1_DEST_URL` (an empty SENAITE 2.6, `http://127.0.0.1:8297/senaite`),
+//! both admin:admin. Unless both are set the test prints "skipped: ..." and passes, unless
+//! `SENAITE_SYNC_E2E=required` (CI), when it fails.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -85,6 +88,24 @@ impl Sites {
         }
         let v: Value = r.json().unwrap();
         v.as_object().filter(|m| m.contains_key("uid")).cloned()
+    }
+
+    /// One destination object as plone.restapi serialises it (its stored Dexterity fields,
+    /// which senaite.jsonapi leaves out for some types, e.g. a Supplier's `address`).
+    fn dest_rest(&self, path: &str) -> Map<String, Value> {
+        let origin = self.pair.dst.trim_end_matches("/senaite");
+        let v: Value = self
+            .http
+            .get(format!("{origin}{path}"))
+            .header("Accept", "application/json")
+            .basic_auth(&self.pair.user, Some(&self.pair.password))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        v.as_object()
+            .cloned()
+            .unwrap_or_else(|| panic!("{path}: {v}"))
     }
 
     /// The destination's users with their roles.
@@ -416,6 +437,8 @@ fn a_senaite1_lab_arrives_in_senaite_26() {
         }
     }
 
+    check_composite_setup(&s, &src);
+
     // Users: every user of the snapshot arrived; the seed's two with their roles.
     let users: Vec<String> = TableReader::read_all(&moved, &USERS)
         .unwrap()
@@ -731,4 +754,147 @@ fn recorded_senaite1_extracts_and_transforms() {
             assert!(p.starts_with("/senaite/setup/sampletypes/"), "{p}");
         }
     }
+}
+
+/// A 2.6 reference sub-field of a partition row (a list of one uid, or null) as one uid or "".
+fn first_uid(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::Array(a)) => a.first().and_then(Value::as_str).unwrap_or("").to_string(),
+        Some(Value::String(s)) => s.clone(),
+        _ => String::new(),
+    }
+}
+
+/// The composite setup values tests/e2e/seed_senaite1_extra.py sets through the 1.3.5 edit
+/// forms arrive as 2.6 stores them: each service's `hidden` flag from the 1.x
+/// AnalysisServicesSettings records, ARTemplate partitions with the container, preservation
+/// and sample type uids (1.3.5 keeps them under `*_uid`), and Supplier addresses as typed
+/// records (`state`/`district` as `subdivision1`/`subdivision2`; none when all are empty).
+/// Each kind must be present on the source at least once, so the check cannot pass empty.
+fn check_composite_setup(s: &Sites, src: &str) {
+    let mut hidden = 0;
+    for (t, field, key) in [
+        ("AnalysisProfile", "Service", "uid"),
+        ("ARTemplate", "Analyses", "service_uid"),
+    ] {
+        for o in s.search(src, t) {
+            let flags: BTreeMap<&str, bool> = o
+                .get("AnalysisServicesSettings")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|r| Some((r["uid"].as_str()?, r["hidden"] == Value::Bool(true))))
+                .collect();
+            let want: BTreeMap<String, bool> = o[field]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r[key].as_str())
+                .map(|u| (u.to_string(), flags.get(u).copied().unwrap_or(false)))
+                .collect();
+            hidden += want.values().filter(|h| **h).count();
+            let got = s.dest_get(o["uid"].as_str().unwrap()).unwrap();
+            let got: BTreeMap<String, bool> = got["services"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| (r["uid"].as_str().unwrap().to_string(), r["hidden"] == true))
+                .collect();
+            assert_eq!(got, want, "{t} {}: hidden flags", o["title"]);
+        }
+    }
+    assert!(
+        hidden > 0,
+        "the source has a hidden service (seed_senaite1_extra.py)"
+    );
+
+    let mut containers = 0;
+    for o in s.search(src, "ARTemplate") {
+        let row = |r: &Value| {
+            let id = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+            (
+                id("part_id"),
+                [
+                    id("container_uid"),
+                    id("preservation_uid"),
+                    id("sampletype_uid"),
+                ],
+            )
+        };
+        let want: Vec<_> = o["Partitions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(row)
+            .collect();
+        containers += want.iter().filter(|(_, u)| !u[0].is_empty()).count();
+        let got = s.dest_get(o["uid"].as_str().unwrap()).unwrap();
+        let got: Vec<_> = got["partitions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                let part = r["part_id"].as_str().unwrap_or("").to_string();
+                let uids = ["container", "preservation", "sampletype"].map(|k| first_uid(r.get(k)));
+                (part, uids)
+            })
+            .collect();
+        assert_eq!(got, want, "ARTemplate {}: partitions", o["title"]);
+    }
+    assert!(
+        containers > 0,
+        "the source has a partition with a container"
+    );
+
+    let mut addresses = 0;
+    for o in s.search(src, "Supplier") {
+        let by_type = [
+            ("physical", "PhysicalAddress"),
+            ("postal", "PostalAddress"),
+            ("billing", "BillingAddress"),
+        ];
+        let text = |a: &Value, k: &str| a.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let keys = [
+            ("address", "address"),
+            ("city", "city"),
+            ("zip", "zip"),
+            ("country", "country"),
+            ("state", "subdivision1"),
+            ("district", "subdivision2"),
+        ];
+        let want: Vec<Vec<String>> = by_type
+            .iter()
+            .map(|(_, at)| keys.iter().map(|(k, _)| text(&o[*at], k)).collect())
+            .collect();
+        let got = s.dest_rest(
+            s.dest_get(o["uid"].as_str().unwrap()).unwrap()["path"]
+                .as_str()
+                .unwrap(),
+        );
+        if want.iter().flatten().all(|v| v.trim().is_empty()) {
+            assert_eq!(
+                got["address"],
+                Value::Null,
+                "Supplier {}: no address",
+                o["title"]
+            );
+            continue;
+        }
+        addresses += 1;
+        let records = got["address"]
+            .as_array()
+            .unwrap_or_else(|| panic!("Supplier {}: address {}", o["title"], got["address"]));
+        let got: Vec<Vec<String>> = by_type
+            .iter()
+            .map(|(t, _)| {
+                let r = records
+                    .iter()
+                    .find(|r| r["type"] == *t)
+                    .unwrap_or_else(|| panic!("Supplier {}: no {t} address", o["title"]));
+                keys.iter().map(|(_, k)| text(r, k)).collect()
+            })
+            .collect();
+        assert_eq!(got, want, "Supplier {}: addresses", o["title"]);
+    }
+    assert!(addresses > 0, "the source has a supplier with an address");
 }
