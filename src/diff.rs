@@ -262,8 +262,12 @@ fn compare(
     opts: &DiffOptions,
     writer: Option<&mut delta::DeltaWriter>,
 ) -> Result<Compared> {
-    let scan = if scan::has_digests(old) && scan::has_digests(new) {
-        scan::scan_digests(&old.dir, &new.dir)?
+    let mut scan = if scan::has_digests(old) && scan::has_digests(new) {
+        let mut scan = scan::scan_digests(&old.dir, &new.dir)?;
+        if !opts.brief {
+            scan::fill_vanished(&old.dir, &mut scan.events)?;
+        }
+        scan
     } else {
         scan::scan(&old.dir, &new.dir)?
     };
@@ -274,7 +278,7 @@ fn compare(
         "Scanned both snapshots."
     );
     let details = if opts.brief {
-        detail::brief(&old.dir, &new.dir, &scan)?
+        detail::brief(&old.dir, &new.dir, &mut scan)?
     } else {
         detail::details(&old.dir, &new.dir, &scan, &opts.rules, writer)?
     };

@@ -14,7 +14,7 @@ use crate::snapshot::table::{Cell, OBJECTS, TableDef, row_to_json};
 
 use super::delta::DeltaWriter;
 use super::rules::{Resolved, Rules};
-use super::scan::{Event, EventKind, SIDE_TABLES, Scan};
+use super::scan::{Event, EventKind, OldObject, SIDE_TABLES, Scan};
 use super::stream::{BatchStream, Cursor, ReadSpec};
 use super::{Change, ObjectDiff, Status};
 
@@ -303,14 +303,14 @@ const BRIEF_COLUMNS: [&str; 4] = ["uid", "portal_type", "path", "review_state"];
 ///
 /// # Errors
 /// When a selected row cannot be read.
-pub(crate) fn brief(old: &Path, new: &Path, scan: &Scan) -> Result<Details> {
-    let ev = &scan.events;
+pub(crate) fn brief(old: &Path, new: &Path, scan: &mut Scan) -> Result<Details> {
+    let ev = &mut scan.events;
     std::thread::scope(|scope| {
         let mut olds = brief_cursor(
             scope,
             old,
             ev.iter()
-                .filter(|e| e.kind == EventKind::Changed)
+                .filter(|e| e.kind != EventKind::Created)
                 .map(|e| row_range(e.old_row))
                 .collect(),
         )?;
@@ -323,8 +323,18 @@ pub(crate) fn brief(old: &Path, new: &Path, scan: &Scan) -> Result<Details> {
                 .collect(),
         )?;
         let mut out = Details::default();
-        for e in ev {
+        for e in ev.iter_mut() {
             if e.kind == EventKind::Vanished {
+                if e.old.is_none() {
+                    let o = brief_row(&mut olds, &e.uid, old)?;
+                    e.old = Some(OldObject {
+                        portal_type: o[1].clone().unwrap_or_default(),
+                        path: o[2].clone().unwrap_or_default(),
+                        content_hash: String::new(),
+                    });
+                } else if let Some(c) = &mut olds {
+                    c.advance()?;
+                }
                 out.objects.push(vanished(e));
                 continue;
             }

@@ -391,8 +391,9 @@ impl DigestSide {
 /// hashes are (the hash covers every column and row [`scan`] compares), so only the two narrow
 /// index files are read in full. A changed object's per-object tables are all marked for the
 /// second pass (which compares them row by row and finds the equal ones equal), and what the
-/// report says of a deleted object is read back from OLD's `objects` by row selection. The
-/// events are the ones [`scan`] finds, in the same order.
+/// report says of a deleted object is left for the pass after it ([`fill_vanished`], or the
+/// brief pass, which reads OLD's rows anyway). The events are the ones [`scan`] finds, in the
+/// same order.
 ///
 /// # Errors
 /// When an index or the selected rows cannot be read.
@@ -478,12 +479,15 @@ pub(crate) fn scan_digests(old: &Path, new: &Path) -> Result<Scan> {
         }
         Ok(())
     })?;
-    fill_vanished(old, &mut out.events)?;
     Ok(out)
 }
 
-/// Reads portal type, path and content hash of the vanished objects from OLD's `objects`.
-fn fill_vanished(old: &Path, events: &mut [Event]) -> Result<()> {
+/// Reads portal type, path and content hash of the vanished objects from OLD's `objects` (what
+/// [`scan`] keeps of them, and [`scan_digests`] leaves out for the pass after it).
+///
+/// # Errors
+/// When the rows cannot be read or do not match the events.
+pub(crate) fn fill_vanished(old: &Path, events: &mut [Event]) -> Result<()> {
     let ranges: Vec<std::ops::Range<usize>> = events
         .iter()
         .filter(|e| e.kind == EventKind::Vanished)

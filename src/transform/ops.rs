@@ -317,8 +317,6 @@ pub(crate) fn apply(steps: &[Step], ctx: &Context, o: &mut Obj) -> Result<Outcom
     Ok(out)
 }
 
-/// `nest_fields`: moves the source fields into one dict under `into` (replacing what `into`
-/// held). Nothing changes when the object has none of the source fields.
 /// Byte offsets of every string in `text` (JSON) that starts with `/`: the `/` after `"`.
 fn string_path_starts(text: &str) -> Vec<usize> {
     memchr::memmem::find_iter(text.as_bytes(), b"\"/")
@@ -333,6 +331,8 @@ fn path_at(text: &str, p: usize, path: &str) -> bool {
     })
 }
 
+/// `nest_fields`: moves the source fields into one dict under `into` (replacing what `into`
+/// held). Nothing changes when the object has none of the source fields.
 fn nest_fields(
     o: &mut Obj,
     fields: &[(String, String)],
