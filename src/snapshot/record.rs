@@ -209,7 +209,7 @@ fn fill_from_restapi(fields: &mut Map<String, Value>, restapi: Option<&Value>) -
         if RESTAPI_NON_FIELD_KEYS.contains(&k.as_str()) || v.is_null() {
             continue;
         }
-        if matches!(fields.get(k), Some(Value::Null)) {
+        if matches!(fields.get(k), None | Some(Value::Null)) {
             fields.insert(k.clone(), v.clone());
             filled.push(k.clone());
         }
@@ -521,6 +521,26 @@ mod tests {
         assert_eq!(
             sources,
             json!({"restapi": ["hazardous", "retention_period"]})
+        );
+    }
+
+    #[test]
+    fn restapi_fills_fields_v1_leaves_out() {
+        // A real 2.6 Supplier: v1 leaves its e-mail, phone and address out of the record.
+        let mut cap = sample_cap();
+        cap.restapi = Some(json!({"@id": "x", "UID": "be1d", "hazardous": false,
+            "email": "sales@acme.example", "phone": "555",
+            "address": [{"type": "physical", "city": "Cape Town"}], "items": [],
+            "lock": {}, "layout": "view"}));
+        let rows = object_rows(cap, "");
+        let fields: Value = serde_json::from_str(rows.object[11].as_str().unwrap()).unwrap();
+        assert_eq!(fields["email"], json!("sales@acme.example"));
+        assert_eq!(fields["address"][0]["city"], json!("Cape Town"));
+        assert!(fields.get("lock").is_none() && fields.get("layout").is_none());
+        let sources: Value = serde_json::from_str(rows.object[12].as_str().unwrap()).unwrap();
+        assert_eq!(
+            sources,
+            json!({"restapi": ["address", "email", "hazardous", "phone"]})
         );
     }
 

@@ -15,6 +15,7 @@ use super::spec::{
 const OPS: &[&str] = &[
     "filter",
     "rename_type",
+    "rename_workflow",
     "rename_fields",
     "drop_fields",
     "set_fields",
@@ -49,7 +50,7 @@ fn allowed(op: &str) -> &'static [&'static str] {
             "field",
             "values",
         ],
-        "rename_type" | "move" => &["from", "to"],
+        "rename_type" | "rename_workflow" | "move" => &["from", "to"],
         "rename_fields" => &["types", "fields"],
         "drop_fields" => &["types", "fields"],
         "set_fields" => &["types", "values"],
@@ -156,6 +157,10 @@ impl Checker {
         Some(match op {
             "filter" => self.filter(s)?,
             "rename_type" => Op::RenameType {
+                from: self.req_str(s, "from")?,
+                to: self.req_str(s, "to")?,
+            },
+            "rename_workflow" => Op::RenameWorkflow {
                 from: self.req_str(s, "from")?,
                 to: self.req_str(s, "to")?,
             },

@@ -19,7 +19,8 @@ use crate::snapshot::manifest::{
     BlobTotals, FORMAT_NAME, FORMAT_VERSION, FileEntry, Manifest, Note, SourceInfo, ToolInfo,
 };
 use crate::snapshot::table::{
-    ALL_TABLES, BLOBS, Cell, OBJECTS, TableDef, TableReader, TableWriter, USERS, WORKFLOW_STATES,
+    ALL_TABLES, BLOBS, Cell, OBJECTS, TableDef, TableReader, TableWriter, USERS, WORKFLOW_HISTORY,
+    WORKFLOW_STATES,
 };
 use crate::snapshot::writer::now_rfc3339;
 
@@ -233,7 +234,15 @@ fn write_output(
         ..TransformReport::default()
     };
     report.rows.insert(OBJECTS.name.into(), pass.objects_out);
-    let side = side_tables(&input.dir, staging, &pass, ctx.prefix.as_ref())?;
+    let renames: Vec<(String, String)> = pipeline
+        .steps
+        .iter()
+        .filter_map(|s| match &s.op {
+            super::spec::Op::RenameWorkflow { from, to } => Some((from.clone(), to.clone())),
+            _ => None,
+        })
+        .collect();
+    let side = side_tables(&input.dir, staging, &pass, ctx.prefix.as_ref(), &renames)?;
     let mut shas = BTreeSet::new();
     for (name, rows, dropped, table_shas) in side {
         report.rows.insert(name.to_string(), rows);
@@ -581,6 +590,7 @@ fn side_tables(
     staging: &Path,
     pass: &ObjectsPass,
     groups: Option<&PrefixSet>,
+    renames: &[(String, String)],
 ) -> Result<Vec<SideResult>> {
     let groups = groups.filter(|p| p.groups);
     let defs: Vec<&'static TableDef> = ALL_TABLES
@@ -591,7 +601,7 @@ fn side_tables(
     let results: Vec<Result<SideResult>> = std::thread::scope(|scope| {
         let handles: Vec<_> = defs
             .iter()
-            .map(|def| scope.spawn(move || copy_table(input, staging, def, pass, groups)))
+            .map(|def| scope.spawn(move || copy_table(input, staging, def, pass, groups, renames)))
             .collect();
         handles
             .into_iter()
@@ -614,6 +624,7 @@ fn copy_table(
     def: &'static TableDef,
     pass: &ObjectsPass,
     groups: Option<&PrefixSet>,
+    renames: &[(String, String)],
 ) -> Result<SideResult> {
     let per_object = SIDE_TABLES.contains(&def.name);
     let is_blobs = def.name == BLOBS.name;
@@ -623,6 +634,8 @@ fn copy_table(
     );
     let mut w = TableWriter::create(staging, def)?;
     let mut renamer = GroupRenamer::new(def);
+    let mut workflows = (def.name == WORKFLOW_HISTORY.name && !renames.is_empty())
+        .then(|| WorkflowRenamer::new(renames, staging));
     let mut dropped = 0u64;
     let mut shas = BTreeSet::new();
     let mut states = match def.name == WORKFLOW_STATES.name {
@@ -659,12 +672,19 @@ fn copy_table(
         if is_blobs && let Some(sha) = row.get(sha_col).and_then(Cell::as_str) {
             shas.insert(sha.to_string());
         }
+        if let Some(r) = &mut workflows {
+            r.push(&mut w, row)?;
+            continue;
+        }
         match groups {
             Some(g) => renamer.push(&mut w, row, g)?,
             None => w.push(row)?,
         }
     }
     renamer.flush(&mut w)?;
+    if let Some(r) = &mut workflows {
+        r.flush(&mut w)?;
+    }
     if let Some(m) = &mut states {
         m.finish(&mut w)?;
         dropped += m.replaced;
@@ -800,6 +820,72 @@ impl GroupRenamer {
         let col = if self.table == "local_roles" { 1 } else { 0 };
         let mut rows = std::mem::take(&mut self.pending);
         rows.sort_by(|a, b| a[col].as_str().cmp(&b[col].as_str()));
+        for r in rows {
+            w.push(r)?;
+        }
+        Ok(())
+    }
+}
+
+/// `rename_workflow` over `workflow_history` (sorted by uid, workflow, seq): each object's rows
+/// are gathered, their workflow ids renamed through the steps in order, and sorted again (a new
+/// name can sort elsewhere among the object's other workflows). Two rows of one object ending
+/// under the same workflow and position are an error naming the object: a pipeline must not
+/// merge two histories silently.
+struct WorkflowRenamer<'a> {
+    renames: &'a [(String, String)],
+    staging: &'a Path,
+    pending: Vec<Vec<Cell>>,
+}
+
+impl<'a> WorkflowRenamer<'a> {
+    fn new(renames: &'a [(String, String)], staging: &'a Path) -> WorkflowRenamer<'a> {
+        WorkflowRenamer {
+            renames,
+            staging,
+            pending: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, w: &mut TableWriter, mut row: Vec<Cell>) -> Result<()> {
+        if self.pending.first().is_some_and(|p| p[0] != row[0]) {
+            self.flush(w)?;
+        }
+        let col = WORKFLOW_HISTORY.col("workflow").unwrap_or(1);
+        let mut name = row[col].as_str().unwrap_or_default().to_string();
+        for (from, to) in self.renames {
+            if &name == from {
+                name = to.clone();
+            }
+        }
+        row[col] = Cell::s(name);
+        self.pending.push(row);
+        Ok(())
+    }
+
+    fn flush(&mut self, w: &mut TableWriter) -> Result<()> {
+        let (wf, seq) = (
+            WORKFLOW_HISTORY.col("workflow").unwrap_or(1),
+            WORKFLOW_HISTORY.col("seq").unwrap_or(2),
+        );
+        let mut rows = std::mem::take(&mut self.pending);
+        rows.sort_by(|a, b| {
+            (a[wf].as_str(), a[seq].as_int()).cmp(&(b[wf].as_str(), b[seq].as_int()))
+        });
+        for pair in rows.windows(2) {
+            if pair[0][wf] == pair[1][wf] && pair[0][seq] == pair[1][seq] {
+                return Err(Error::snapshot(
+                    self.staging.join(layout::table_rel(WORKFLOW_HISTORY.name)),
+                    format!(
+                        "rename_workflow: object {} would have two review-history entries {} \
+                         of workflow {} (it has a history under both names)",
+                        pair[0][0].as_str().unwrap_or_default(),
+                        pair[0][seq].as_int().unwrap_or_default(),
+                        pair[0][wf].as_str().unwrap_or_default()
+                    ),
+                ));
+            }
+        }
         for r in rows {
             w.push(r)?;
         }
@@ -1003,6 +1089,75 @@ mod tests {
         .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
         .collect();
         assert_eq!(back, want);
+    }
+
+    #[test]
+    fn renamed_workflows_keep_history_sorted_and_refuse_to_merge_two_histories() {
+        let dir = tempfile::tempdir().unwrap();
+        let row = |uid: &str, wf: &str, seq: i64| {
+            let mut r: Vec<Cell> = WORKFLOW_HISTORY
+                .columns
+                .iter()
+                .map(|_| Cell::opt(None::<String>))
+                .collect();
+            r[0] = Cell::s(uid);
+            r[1] = Cell::s(wf);
+            r[2] = Cell::Int(Some(seq));
+            r[9] = Cell::s("{}");
+            r
+        };
+        let renames = vec![
+            (
+                "bika_ar_workflow".to_string(),
+                "senaite_sample_workflow".to_string(),
+            ),
+            (
+                "senaite_sample_workflow".to_string(),
+                "x_chained".to_string(),
+            ),
+        ];
+        let mut w = TableWriter::create(dir.path(), &WORKFLOW_HISTORY).unwrap();
+        let mut r = WorkflowRenamer::new(&renames, dir.path());
+        for (u, wf, seq) in [
+            ("a", "bika_ar_workflow", 0),
+            ("a", "bika_ar_workflow", 1),
+            ("a", "bika_cancellation_workflow", 0),
+            ("b", "bika_ar_workflow", 0),
+        ] {
+            r.push(&mut w, row(u, wf, seq)).unwrap();
+        }
+        r.flush(&mut w).unwrap();
+        w.finish().unwrap();
+        let back: Vec<(String, String, i64)> = TableReader::read_all(dir.path(), &WORKFLOW_HISTORY)
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                (
+                    r[0].as_str().unwrap().into(),
+                    r[1].as_str().unwrap().into(),
+                    r[2].as_int().unwrap(),
+                )
+            })
+            .collect();
+        let want = [
+            ("a", "bika_cancellation_workflow", 0),
+            ("a", "x_chained", 0),
+            ("a", "x_chained", 1),
+            ("b", "x_chained", 0),
+        ];
+        let want: Vec<(String, String, i64)> = want
+            .iter()
+            .map(|(a, b, c)| (a.to_string(), b.to_string(), *c))
+            .collect();
+        assert_eq!(back, want, "renamed in step order, re-sorted per object");
+        // An object with histories under both names: an error naming it.
+        let mut w = TableWriter::create(dir.path(), &WORKFLOW_HISTORY).unwrap();
+        let mut r = WorkflowRenamer::new(&renames[..1], dir.path());
+        r.push(&mut w, row("c", "bika_ar_workflow", 0)).unwrap();
+        r.push(&mut w, row("c", "senaite_sample_workflow", 0))
+            .unwrap();
+        let e = r.flush(&mut w).unwrap_err().to_string();
+        assert!(e.contains("object c") && e.contains("both names"), "{e}");
     }
 
     #[test]

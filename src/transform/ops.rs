@@ -186,6 +186,8 @@ pub(crate) fn apply(steps: &[Step], ctx: &Context, o: &mut Obj) -> Result<Outcom
                     return Ok(out);
                 }
             }
+            // Rows of `workflow_history` only: the per-object tables' pass renames them.
+            Op::RenameWorkflow { .. } => {}
             Op::RenameType { from, to } => {
                 if &o.portal_type == from {
                     o.portal_type = to.clone();

@@ -138,6 +138,13 @@ pub(crate) enum Op {
         from: String,
         to: String,
     },
+    /// Renames a workflow id in every object's `workflow_history` rows (the entries themselves,
+    /// states and times, stay as recorded): SENAITE 1.x's `bika_ar_workflow` history is the
+    /// 2.6 `senaite_sample_workflow`'s. Applied in the per-object tables' pass, in step order.
+    RenameWorkflow {
+        from: String,
+        to: String,
+    },
     RenameFields {
         types: Vec<String>,
         fields: Vec<(String, String)>,

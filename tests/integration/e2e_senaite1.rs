@@ -90,6 +90,20 @@ impl Sites {
         v.as_object().filter(|m| m.contains_key("uid")).cloned()
     }
 
+    /// One destination object's complete record with its workflow block.
+    fn dest_workflow(&self, uid: &str) -> Map<String, Value> {
+        let v: Value = self
+            .http
+            .get(format!("{}/@@API/senaite/v1/{uid}", self.pair.dst))
+            .query(&[("complete", "yes"), ("workflow", "yes")])
+            .basic_auth(&self.pair.user, Some(&self.pair.password))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        v.as_object().cloned().unwrap_or_default()
+    }
+
     /// One destination object as plone.restapi serialises it (its stored Dexterity fields,
     /// which senaite.jsonapi leaves out for some types, e.g. a Supplier's `address`).
     fn dest_rest(&self, path: &str) -> Map<String, Value> {
@@ -149,6 +163,38 @@ fn state_of(o: &Map<String, Value>) -> Option<String> {
                 .as_str()
         })
         .map(str::to_string)
+}
+
+/// The review history of `workflow` (or its 1.x name) in a record's `workflow_info`, as
+/// (time to the second, action, actor, state), sorted: the audit trail that must arrive.
+fn review_history(
+    o: &Map<String, Value>,
+    workflows: &[&str],
+) -> Vec<(String, String, String, String)> {
+    let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let mut out: Vec<(String, String, String, String)> = o
+        .get("workflow_info")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|w| workflows.contains(&text(w, "workflow").as_str()))
+        .flat_map(|w| w["review_history"].as_array().cloned().unwrap_or_default())
+        .map(|e| {
+            let time: String = text(&e, "time")
+                .chars()
+                .filter(char::is_ascii_digit)
+                .take(14)
+                .collect();
+            (
+                time,
+                text(&e, "action"),
+                text(&e, "actor"),
+                text(&e, "review_state"),
+            )
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 fn uid_of(v: Option<&Value>) -> Option<&str> {
@@ -326,6 +372,12 @@ fn a_senaite1_lab_arrives_in_senaite_26() {
             ar.get("ClientSampleID"),
             "{id}: client sample id"
         );
+        // The audit trail: every 1.3 review-history entry (who, what, when) is on 2.6 under
+        // senaite_sample_workflow, not replaced by a single "current state" entry.
+        let before = review_history(ar, &["bika_ar_workflow"]);
+        assert!(before.len() >= 2, "{id}: 1.3 history {before:?}");
+        let after = review_history(&s.dest_workflow(uid), &["senaite_sample_workflow"]);
+        assert_eq!(after, before, "{id}: review history on SENAITE 2.6");
     }
     for an in &analyses {
         let auid = an["uid"].as_str().unwrap();
@@ -339,6 +391,11 @@ fn a_senaite1_lab_arrives_in_senaite_26() {
             "{path}: result"
         );
         assert_eq!(state_of(&a), state_of(an), "{path}: state");
+        assert_eq!(
+            review_history(&s.dest_workflow(auid), &["senaite_analysis_workflow"]),
+            review_history(an, &["bika_analysis_workflow"]),
+            "{path}: review history on SENAITE 2.6"
+        );
     }
 
     // Clients, contacts and setup items, by type: the same count and titles on both sides

@@ -723,4 +723,38 @@ fn transform_senaite1_pipeline_on_a_real_13_snapshot_keeps_references_in_step() 
                 .values()
                 .any(|r| r[1].as_str() == Some("ARTemplate"))
     );
+    // The review history follows the 2.6 workflows, entry for entry, sorted as the format says.
+    let history = |snap: &Path| TableReader::read_all(snap, &WORKFLOW_HISTORY).unwrap();
+    let (before, after) = (history(&input), history(&out));
+    let wf = |r: &Vec<Cell>| r[1].as_str().unwrap().to_string();
+    assert!(before.iter().any(|r| wf(r) == "bika_ar_workflow"));
+    assert!(
+        after
+            .iter()
+            .all(|r| !wf(r).starts_with("bika_ar") && !wf(r).starts_with("bika_analysis")),
+        "1.x workflow ids left in workflow_history"
+    );
+    let renamed = |r: &Vec<Cell>| match wf(r).as_str() {
+        "bika_ar_workflow" => "senaite_sample_workflow".to_string(),
+        "bika_analysis_workflow" => "senaite_analysis_workflow".to_string(),
+        other => other.to_string(),
+    };
+    let kept: BTreeSet<&str> = rows.keys().map(String::as_str).collect();
+    let mut expected: Vec<Vec<Cell>> = before
+        .iter()
+        .filter(|r| kept.contains(r[0].as_str().unwrap()))
+        .map(|r| {
+            let mut r = r.clone();
+            r[1] = Cell::s(renamed(&r));
+            r
+        })
+        .collect();
+    expected.sort_by(|a, b| {
+        (a[0].as_str(), a[1].as_str(), a[2].as_int()).cmp(&(
+            b[0].as_str(),
+            b[1].as_str(),
+            b[2].as_int(),
+        ))
+    });
+    assert_eq!(after, expected);
 }
