@@ -390,6 +390,11 @@ pub struct VerifyArgs {
     /// Concurrent requests while re-reading the destination.
     #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 2)]
     pub jobs: usize,
+    /// Compare under diff's rules (its defaults plus this TOML file: ignored fields with their
+    /// reasons, tolerances, table columns) instead of verify's own short list: for a load into
+    /// another SENAITE version, e.g. pipelines/verify/senaite1-to-senaite26.toml.
+    #[arg(long = "rules", value_name = "FILE")]
+    pub rules: Option<PathBuf>,
 }
 
 impl DestArgs {
@@ -682,6 +687,11 @@ pub fn run(cli: Cli) -> Result<u8> {
                     out: None,
                     state_dir: args.dest.state,
                     jobs: args.jobs,
+                    rules: args
+                        .rules
+                        .as_deref()
+                        .map(crate::diff::Rules::load)
+                        .transpose()?,
                 },
                 &progress,
             )?;
@@ -743,7 +753,7 @@ fn print_extract_summary(r: &extract::ExtractReport) {
     let rows: u64 = m
         .files
         .iter()
-        .filter(|f| f.kind == "table")
+        .filter(|f| f.kind == "table" && !f.path.ends_with("/object_digests.parquet"))
         .map(|f| f.rows)
         .sum();
     let resumed = if r.resumed_units > 0 {
@@ -1039,6 +1049,7 @@ fn demo(args: DemoArgs, progress: &Progress) -> Result<u8> {
             out: None,
             state_dir: Some(state),
             jobs: 2,
+            rules: None,
         },
         progress,
     )?;

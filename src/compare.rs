@@ -101,6 +101,19 @@ const PARTS: &[&str] = &[
 
 /// Compares every record of `expected` with the record of the same uid in `actual`.
 pub fn compare(expected: &RecordSet, actual: &RecordSet) -> (Summary, Vec<Difference>) {
+    compare_with(expected, actual, None)
+}
+
+/// [`compare`], with `rules` (diff's rules: defaults plus a file) laid over the built-in
+/// ignores: fields and attributes they leave out are not compared, the others within their
+/// tolerances, and the per-object tables row by row under their column rules. For a load
+/// whose destination legitimately differs in more than [`IGNORED_FIELDS`] (another SENAITE
+/// version computes other metadata).
+pub fn compare_with(
+    expected: &RecordSet,
+    actual: &RecordSet,
+    rules: Option<&crate::diff::Rules>,
+) -> (Summary, Vec<Difference>) {
     let mut diffs = Vec::new();
     let mut s = Summary::default();
     for e in &expected.records {
@@ -127,7 +140,12 @@ pub fn compare(expected: &RecordSet, actual: &RecordSet) -> (Summary, Vec<Differ
         let (ev_all, av_all) = (e.value(), a.value());
         for key in ATTRIBUTES {
             let (ev, av) = (get(&ev_all, key), get(&av_all, key));
-            if ev != av {
+            let differs = match rules.map(|r| r.field(key).tolerance()) {
+                None => ev != av,
+                Some(None) => false,
+                Some(Some(tol)) => !equal_within(&ev, &av, &tol, &[]),
+            };
+            if differs {
                 push(&mut diffs, "attribute", key, ev, av);
             }
         }
@@ -141,13 +159,37 @@ pub fn compare(expected: &RecordSet, actual: &RecordSet) -> (Summary, Vec<Differ
             .and_then(Value::as_object)
             .unwrap_or(&empty);
         let exact = Tolerance::EXACT;
-        let rule = |key: &str| (!IGNORED_FIELDS.iter().any(|(k, _)| *k == key)).then_some(exact);
-        for (key, ev, av) in field_differences(ef, af, &[], rule) {
+        let rule = |key: &str| {
+            if IGNORED_FIELDS.iter().any(|(k, _)| *k == key) {
+                return None;
+            }
+            match rules {
+                // As `diff`: a field named like an attribute is compared as the attribute.
+                Some(_) if ATTRIBUTES.contains(&key) => None,
+                Some(r) => r.field(key).tolerance(),
+                None => Some(exact),
+            }
+        };
+        let nested: &[String] = rules.map_or(&[], |r| r.nested_ignore());
+        for (key, ev, av) in field_differences(ef, af, nested, rule) {
             push(&mut diffs, "field", key, ev, av);
         }
         for part in PARTS {
             let (ev, av) = (get(&ev_all, part), get(&av_all, part));
-            if !same_value(&ev, &av) {
+            let differs = match (rules, crate::snapshot::table::table_def(part)) {
+                (Some(r), Some(def)) => {
+                    let rows = |v: &Value| -> Vec<serde_json::Map<String, Value>> {
+                        v.as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|x| x.as_object().cloned())
+                            .collect()
+                    };
+                    !crate::diff::row_changes_of(def, rows(&ev), rows(&av), r).is_empty()
+                }
+                _ => !same_value(&ev, &av),
+            };
+            if differs {
                 push(&mut diffs, part, part, ev, av);
             }
         }
@@ -412,6 +454,57 @@ fn is_utc(zone: &str) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn rules_leave_out_and_widen_what_verify_compares() {
+        use crate::load::records::{Record, RecordSet};
+        let set = |v: Value| {
+            let rec = Record {
+                uid: "u1".into(),
+                portal_type: "SamplePoint".into(),
+                path: "/senaite/setup/samplepoints/samplepoint-1".into(),
+                parent_uid: None,
+                parent_path: None,
+                json: v.to_string().into(),
+                load_hash: String::new(),
+                refs: Vec::new(),
+                blobs: Vec::new(),
+            };
+            let mut s = RecordSet::default();
+            s.index.insert("u1".into(), 0);
+            s.records.push(rec);
+            s
+        };
+        let expected = set(json!({"parent_uid": null, "title": "River",
+            "fields": {"location": {"latitude": "41.38625"}, "sortable_title": null, "Note": "a"},
+            "workflow_states": [{"workflow": "w", "review_state": "active", "status": null}]}));
+        let actual = set(json!({"parent_uid": "setup-uid", "title": "River",
+            "fields": {"location": {"latitude": "41.3862500"}, "sortable_title": "river", "Note": "b"},
+            "workflow_states": [{"workflow": "w", "review_state": "active", "status": "Active"}]}));
+        let keys = |d: Vec<Difference>| -> Vec<String> { d.into_iter().map(|d| d.key).collect() };
+        let (_, plain) = compare(&expected, &actual);
+        assert_eq!(
+            keys(plain),
+            [
+                "parent_uid",
+                "Note",
+                "location",
+                "sortable_title",
+                "workflow_states"
+            ]
+        );
+        let rules = crate::diff::Rules::from_toml(
+            "[fields.parent_uid]\nignore = \"no Setup object\"\n\
+             [fields.sortable_title]\nignore = \"derived\"\n\
+             [fields.location]\nepsilon = 1e-9\n",
+            std::path::Path::new("rules.toml"),
+        )
+        .unwrap();
+        // The state title is left out by diff's default rules; `Note` still differs.
+        let (s, with_rules) = compare_with(&expected, &actual, Some(&rules));
+        assert_eq!(keys(with_rules), ["Note"]);
+        assert_eq!(s.different, 1);
+    }
 
     #[test]
     fn empty_values_and_numbers_compare_loosely() {

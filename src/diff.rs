@@ -256,6 +256,17 @@ pub fn run(opts: &DiffOptions) -> Result<DiffReport> {
 
 type Compared = (scan::Scan, detail::Details, Vec<Change>);
 
+/// The row changes of one object's rows of a per-object table under `rules` (rows matched by
+/// the table's key columns), as `diff` finds them; `verify --rules` uses it.
+pub(crate) fn row_changes_of(
+    def: &TableDef,
+    old: Vec<serde_json::Map<String, Value>>,
+    new: Vec<serde_json::Map<String, Value>>,
+    rules: &Rules,
+) -> Vec<Change> {
+    detail::row_changes(def, detail::side_keys(def.name), old, new, rules)
+}
+
 fn compare(
     old: &Snapshot,
     new: &Snapshot,

@@ -32,6 +32,8 @@ pub struct VerifyOptions {
     pub state_dir: Option<PathBuf>,
     /// Concurrent requests while re-reading.
     pub jobs: usize,
+    /// diff's rules to compare under (`--rules`), else verify's built-in ignores only.
+    pub rules: Option<crate::diff::Rules>,
 }
 
 /// The outcome of `verify`.
@@ -96,7 +98,7 @@ pub fn run(opts: &VerifyOptions, progress: &Progress) -> Result<VerifyReport> {
     let dest_site = crate::snapshot::manifest_site_path(&actual_snap.manifest);
     let expected = records::read(&snap, &dest_site)?;
     let actual = records::read(&actual_snap, &dest_site)?;
-    let (summary, differences) = compare::compare(&expected, &actual);
+    let (summary, differences) = compare::compare_with(&expected, &actual, opts.rules.as_ref());
     let principals = compare_principals(&expected, &actual);
     Ok(VerifyReport {
         destination: opts.url.clone(),
@@ -109,6 +111,12 @@ pub fn run(opts: &VerifyOptions, progress: &Progress) -> Result<VerifyReport> {
         ignored_fields: compare::IGNORED_FIELDS
             .iter()
             .map(|(k, why)| ((*k).to_string(), (*why).to_string()))
+            .chain(
+                opts.rules
+                    .iter()
+                    .flat_map(|r| r.ignored())
+                    .map(|i| (i.name, i.reason)),
+            )
             .collect(),
     })
 }

@@ -31,6 +31,14 @@ const SIDE_KEYS: [&[&str]; 4] = [
     &["field"],
 ];
 
+/// The key columns after `uid` of a per-object table (empty for others).
+pub(crate) fn side_keys(table: &str) -> &'static [&'static str] {
+    SIDE_TABLES
+        .iter()
+        .position(|d| d.name == table)
+        .map_or(&[], |t| SIDE_KEYS[t])
+}
+
 /// What the second pass found.
 #[derive(Debug, Default)]
 pub(crate) struct Details {

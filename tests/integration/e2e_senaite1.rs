@@ -546,6 +546,52 @@ fn a_senaite1_lab_arrives_in_senaite_26() {
         "second load: every record unchanged or rejected again: {}",
         again["totals"]
     );
+
+    // Proof that it arrived: `verify` re-reads SENAITE 2.6 and compares every object, field,
+    // state, review-history entry, local role and file with the transformed snapshot. With the
+    // shipped cross-version rules nothing differs; without them the values the two versions hold
+    // differently (Archetypes metadata, 2.6 getters) are all listed.
+    let rules =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/verify/senaite1-to-senaite26.toml");
+    let verify = |extra: &[&str]| {
+        let mut args = vec![
+            "verify",
+            "--url",
+            &dst,
+            "--json",
+            "--state",
+            state.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        args.push(moved.to_str().unwrap());
+        let out = s.pair.bin(&args).output().unwrap();
+        let report: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("verify: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code(), report)
+    };
+    let (code, report) = verify(&["--rules", rules.to_str().unwrap()]);
+    assert_eq!(
+        code,
+        Some(0),
+        "verify with the 1.x rules: {:#}",
+        report["differences"]
+    );
+    assert!(report["summary"]["objects"].as_u64().unwrap() as usize + rejected.len() >= rows.len());
+    let (code, report) = verify(&[]);
+    assert_eq!(
+        code,
+        Some(1),
+        "without the rules the version differences show"
+    );
+    assert!(
+        report["differences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["key"] == "sortable_title"),
+        "{:#}",
+        report["differences"]
+    );
 }
 
 /// The recorded 1.3.5 answers have the shapes extract's 1.x handling relies on.

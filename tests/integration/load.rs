@@ -80,6 +80,7 @@ fn verify_against(sb: &Sandbox, state: &Path) -> VerifyReport {
             out: None,
             state_dir: Some(state.to_path_buf()),
             jobs: 2,
+            rules: None,
         },
         &Progress::hidden(),
     )

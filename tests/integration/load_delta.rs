@@ -191,6 +191,7 @@ impl Setup {
                 out: None,
                 state_dir: Some(self.dir.join("verify-state")),
                 jobs: 2,
+                rules: None,
             },
             &Progress::hidden(),
         )
