@@ -14,7 +14,6 @@ pub mod delta;
 mod detail;
 pub mod rules;
 mod scan;
-mod stream;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -15,8 +15,8 @@ use crate::snapshot::table::{Cell, OBJECTS, TableDef, row_to_json};
 use super::delta::DeltaWriter;
 use super::rules::{Resolved, Rules};
 use super::scan::{Event, EventKind, OldObject, SIDE_TABLES, Scan};
-use super::stream::{BatchStream, Cursor, ReadSpec};
 use super::{Change, ObjectDiff, Status};
+use crate::snapshot::stream::{BatchStream, Cursor, ReadSpec};
 
 pub(crate) use crate::compare::ATTRIBUTES;
 

@@ -16,7 +16,7 @@ use crate::error::Result;
 use crate::snapshot::digest::OBJECT_DIGESTS;
 use crate::snapshot::table::{OBJECTS, TableDef};
 
-use super::stream::{BatchStream, Cursor, ReadSpec};
+use crate::snapshot::stream::{BatchStream, Cursor, ReadSpec};
 
 /// The per-object tables, in the order of [`Event::side_old`] and [`Event::side_new`].
 pub(crate) const SIDE_TABLES: [&TableDef; 4] = crate::snapshot::digest::PER_OBJECT_TABLES;

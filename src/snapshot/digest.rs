@@ -14,19 +14,14 @@
 //! optional: snapshots written before it existed have none, and readers then compare the
 //! tables themselves.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, sync_channel};
 
-use arrow::array::{
-    Array, ArrayRef, BooleanArray, Int64Array, ListArray, RecordBatch, StringArray,
-};
-use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, ListArray, StringArray};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::snapshot::layout;
+use crate::snapshot::stream::{BatchStream, Cursor, ReadSpec};
 use crate::snapshot::table::{
     BLOBS, Cell, Kind, LOCAL_ROLES, OBJECTS, TableDef, TableReader, TableWriter, WORKFLOW_HISTORY,
     WORKFLOW_STATES,
@@ -101,9 +96,6 @@ pub const OBJECT_DIGESTS: TableDef = TableDef {
 /// versions of one object get the same hash with probability 2^-128, and the index stays narrow
 /// enough to read a million rows in a fraction of a second.
 pub const RECORD_HASH_BYTES: usize = 16;
-
-/// Rows per decoded batch.
-const BATCH_ROWS: usize = 4096;
 
 /// Writes `tables/object_digests.parquet` from the snapshot's other tables (which must be
 /// complete) and returns its row count. A snapshot without an `objects` table gets none
@@ -254,14 +246,12 @@ pub fn hash_cell(h: &mut Sha256, kind: Kind, col: &ArrayRef, r: usize) {
     }
 }
 
-/// One table file decoded on its own thread, read row by row in uid order.
+/// One table file in uid order (decoded on its own thread, [`crate::snapshot::stream`]),
+/// checking the order.
 struct Stream {
     path: PathBuf,
     kinds: Vec<Kind>,
-    rx: Receiver<Result<RecordBatch>>,
-    batch: Option<RecordBatch>,
-    uids: Option<StringArray>,
-    pos: usize,
+    cursor: Cursor,
 }
 
 impl Stream {
@@ -269,122 +259,54 @@ impl Stream {
         scope: &'s std::thread::Scope<'s, '_>,
         snap: &Path,
         def: &'static TableDef,
-        columns: &[&str],
+        columns: &[&'static str],
     ) -> Result<Stream> {
-        let path = snap.join(layout::table_rel(def.name));
-        let file = File::open(&path).map_err(|e| Error::read(&path, e))?;
-        let builder =
-            ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_err(&path, e))?;
-        if builder.schema().fields() != def.schema().fields() {
-            return Err(Error::snapshot(
-                &path,
-                format!("table {} has an unexpected schema", def.name),
-            ));
-        }
-        let names: Vec<&str> = if columns.is_empty() {
-            def.columns.iter().map(|c| c.0).collect()
+        let kinds = if columns.is_empty() {
+            def.columns.iter().map(|c| c.1).collect()
         } else {
-            columns.to_vec()
+            columns
+                .iter()
+                .filter_map(|n| def.col(n).map(|i| def.columns[i].1))
+                .collect()
         };
-        let mut indices = Vec::new();
-        let mut kinds = Vec::new();
-        for name in &names {
-            let i = def.col(name).ok_or_else(|| {
-                Error::snapshot(&path, format!("table {} has no column {name}", def.name))
-            })?;
-            indices.push(i);
-            kinds.push(def.columns[i].1);
-        }
-        let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
-        let reader = builder
-            .with_projection(mask)
-            .with_batch_size(BATCH_ROWS)
-            .build()
-            .map_err(|e| parquet_err(&path, e))?;
-        let (tx, rx) = sync_channel(2);
-        let p = path.clone();
-        scope.spawn(move || {
-            for batch in reader {
-                let item = batch.map_err(|source| Error::Arrow {
-                    table: p.display().to_string(),
-                    source,
-                });
-                let failed = item.is_err();
-                if tx.send(item).is_err() || failed {
-                    return;
-                }
-            }
-        });
-        let mut s = Stream {
-            path,
+        let cursor = Cursor::new(BatchStream::start(
+            scope,
+            ReadSpec {
+                snap: snap.to_path_buf(),
+                def,
+                columns: columns.to_vec(),
+                ranges: None,
+                encode: false,
+            },
+        )?)?;
+        Ok(Stream {
+            path: snap.join(layout::table_rel(def.name)),
             kinds,
-            rx,
-            batch: None,
-            uids: None,
-            pos: 0,
-        };
-        s.load()?;
-        Ok(s)
-    }
-
-    fn load(&mut self) -> Result<()> {
-        loop {
-            match self.rx.recv() {
-                Err(_) => {
-                    self.batch = None;
-                    self.uids = None;
-                    return Ok(());
-                }
-                Ok(Err(e)) => return Err(e),
-                Ok(Ok(b)) if b.num_rows() == 0 => continue,
-                Ok(Ok(b)) => {
-                    let uids = b
-                        .column(0)
-                        .as_any()
-                        .downcast_ref::<StringArray>()
-                        .cloned()
-                        .ok_or_else(|| Error::snapshot(&self.path, "uid is not a string column"))?;
-                    self.uids = Some(uids);
-                    self.batch = Some(b);
-                    self.pos = 0;
-                    return Ok(());
-                }
-            }
-        }
-    }
-
-    fn uid(&self) -> Option<&str> {
-        let u = self.uids.as_ref()?;
-        Some(if u.is_null(self.pos) {
-            ""
-        } else {
-            u.value(self.pos)
+            cursor,
         })
     }
 
+    fn uid(&self) -> Option<&str> {
+        self.cursor
+            .at()
+            .map(|_| self.cursor.uid().unwrap_or_default())
+    }
+
     fn str_at(&self, col: usize) -> Option<&str> {
-        let b = self.batch.as_ref()?;
-        let a = b.column(col).as_any().downcast_ref::<StringArray>()?;
-        (!a.is_null(self.pos)).then(|| a.value(self.pos))
+        self.cursor.str_col(col)
     }
 
     fn hash_row(&self, h: &mut Sha256) {
-        if let Some(b) = &self.batch {
+        if let Some((d, pos)) = self.cursor.at() {
             for (i, kind) in self.kinds.iter().enumerate() {
-                hash_cell(h, *kind, b.column(i), self.pos);
+                hash_cell(h, *kind, d.batch.column(i), pos);
             }
         }
     }
 
     /// Moves past the current row, checking that the next uid does not sort before `uid`.
     fn advance(&mut self, uid: &str) -> Result<()> {
-        let Some(b) = &self.batch else {
-            return Ok(());
-        };
-        self.pos += 1;
-        if self.pos >= b.num_rows() {
-            self.load()?;
-        }
+        self.cursor.advance()?;
         match self.uid() {
             Some(next) if next < uid => Err(Error::snapshot(
                 &self.path,
@@ -392,13 +314,6 @@ impl Stream {
             )),
             _ => Ok(()),
         }
-    }
-}
-
-fn parquet_err(path: &Path, source: parquet::errors::ParquetError) -> Error {
-    Error::Parquet {
-        path: path.to_path_buf(),
-        source,
     }
 }
 

@@ -9,6 +9,7 @@ pub mod jsonl;
 pub mod layout;
 pub mod manifest;
 pub mod record;
+pub(crate) mod stream;
 pub mod table;
 pub mod writer;
 

@@ -1,7 +1,7 @@
-//! Reading table files for `diff` in bounded memory: each file is decoded on its own thread
-//! (projected to the columns needed, optionally restricted to selected rows) and handed over one
-//! record batch at a time through a small channel, so the merge never holds more than a few
-//! batches of each file and decoding runs in parallel with the comparison.
+//! Reading table files in bounded memory (`diff`, the digest index): each file is decoded on its
+//! own thread (projected to the columns needed, optionally restricted to selected rows) and
+//! handed over one record batch at a time through a small channel, so a merge never holds more
+//! than a few batches of each file and decoding runs in parallel with the work on the rows.
 
 use std::fs::File;
 use std::ops::Range;
