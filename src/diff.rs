@@ -301,17 +301,12 @@ fn compare(
 /// whole: the digest index and the small site tables (`objects` is only sampled at the rows
 /// that differ; `inspect` checks every file).
 fn verify_tables(snap: &Snapshot, index_only: bool) -> Result<()> {
-    let read_whole = |path: &str| {
-        !index_only
-            || ![
-                "tables/objects.parquet",
-                "tables/workflow_history.parquet",
-                "tables/workflow_states.parquet",
-                "tables/local_roles.parquet",
-                "tables/blobs.parquet",
-            ]
-            .contains(&path)
+    let sampled = |path: &str| {
+        std::iter::once(&crate::snapshot::table::OBJECTS)
+            .chain(crate::snapshot::digest::PER_OBJECT_TABLES)
+            .any(|d| crate::snapshot::layout::table_rel(d.name) == path)
     };
+    let read_whole = |path: &str| !index_only || !sampled(path);
     for f in snap
         .manifest
         .files

@@ -64,10 +64,13 @@ fn wants_old_side(e: &Event, t: usize) -> bool {
     e.kind == EventKind::Changed && e.side_differ & (1 << t) != 0
 }
 
+/// A cursor over the selected rows of `def` (`columns`, empty for all; `None` when nothing is
+/// selected).
 fn selection<'s>(
     scope: &'s std::thread::Scope<'s, '_>,
     snap: &Path,
     def: &'static TableDef,
+    columns: &[&'static str],
     ranges: Vec<Range<usize>>,
 ) -> Result<Option<Cursor>> {
     if ranges.iter().all(|r| r.is_empty()) {
@@ -78,7 +81,7 @@ fn selection<'s>(
         ReadSpec {
             snap: snap.to_path_buf(),
             def,
-            columns: Vec::new(),
+            columns: columns.to_vec(),
             ranges: Some(ranges),
             encode: false,
         },
@@ -114,6 +117,7 @@ pub(crate) fn details(
                 scope,
                 old,
                 &OBJECTS,
+                &[],
                 ev.iter()
                     .filter(changed)
                     .map(|e| row_range(e.old_row))
@@ -123,6 +127,7 @@ pub(crate) fn details(
                 scope,
                 new,
                 &OBJECTS,
+                &[],
                 ev.iter()
                     .filter(|e| e.kind != EventKind::Vanished)
                     .map(|e| row_range(e.new_row))
@@ -137,13 +142,13 @@ pub(crate) fn details(
                 .filter(|e| wants_old_side(e, t))
                 .map(|e| to_usize(&e.side_old[t]))
                 .collect();
-            r.old_sides.push(selection(scope, old, def, olds)?);
+            r.old_sides.push(selection(scope, old, def, &[], olds)?);
             let news = ev
                 .iter()
                 .filter(|e| e.kind != EventKind::Vanished && wants_new_side(e, t, with_delta))
                 .map(|e| to_usize(&e.side_new[t]))
                 .collect();
-            r.new_sides.push(selection(scope, new, def, news)?);
+            r.new_sides.push(selection(scope, new, def, &[], news)?);
         }
         let mut out = Details::default();
         for e in ev {
@@ -314,17 +319,21 @@ const BRIEF_COLUMNS: [&str; 4] = ["uid", "portal_type", "path", "review_state"];
 pub(crate) fn brief(old: &Path, new: &Path, scan: &mut Scan) -> Result<Details> {
     let ev = &mut scan.events;
     std::thread::scope(|scope| {
-        let mut olds = brief_cursor(
+        let mut olds = selection(
             scope,
             old,
+            &OBJECTS,
+            &BRIEF_COLUMNS,
             ev.iter()
                 .filter(|e| e.kind != EventKind::Created)
                 .map(|e| row_range(e.old_row))
                 .collect(),
         )?;
-        let mut news = brief_cursor(
+        let mut news = selection(
             scope,
             new,
+            &OBJECTS,
+            &BRIEF_COLUMNS,
             ev.iter()
                 .filter(|e| e.kind != EventKind::Vanished)
                 .map(|e| row_range(e.new_row))
@@ -374,28 +383,6 @@ pub(crate) fn brief(old: &Path, new: &Path, scan: &mut Scan) -> Result<Details> 
         }
         Ok(out)
     })
-}
-
-/// A cursor over the [`BRIEF_COLUMNS`] of the selected rows of `objects` (`None` for none).
-fn brief_cursor<'s>(
-    scope: &'s std::thread::Scope<'s, '_>,
-    snap: &Path,
-    ranges: Vec<Range<usize>>,
-) -> Result<Option<Cursor>> {
-    if ranges.is_empty() {
-        return Ok(None);
-    }
-    let stream = BatchStream::start(
-        scope,
-        ReadSpec {
-            snap: snap.to_path_buf(),
-            def: &OBJECTS,
-            columns: BRIEF_COLUMNS.to_vec(),
-            ranges: Some(ranges),
-            encode: false,
-        },
-    )?;
-    Ok(Some(Cursor::new(stream)?))
 }
 
 /// The [`BRIEF_COLUMNS`] of the next selected row, which must be `uid`'s.

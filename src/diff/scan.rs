@@ -67,6 +67,30 @@ pub(crate) struct Event {
     pub old: Option<OldObject>,
 }
 
+impl Event {
+    /// An event whose fields must be compared (`fields_differ`), not yet knowing the deleted
+    /// object's details.
+    fn new(
+        uid: &str,
+        kind: EventKind,
+        (old_row, new_row): (Option<u64>, Option<u64>),
+        (side_old, side_new): (&[Range<u64>; 4], &[Range<u64>; 4]),
+        side_differ: u8,
+    ) -> Event {
+        Event {
+            uid: uid.to_string(),
+            kind,
+            old_row,
+            new_row,
+            fields_differ: true,
+            side_old: side_old.clone(),
+            side_new: side_new.clone(),
+            side_differ,
+            old: None,
+        }
+    }
+}
+
 /// The outcome of the scan.
 #[derive(Debug, Default)]
 pub(crate) struct Scan {
@@ -181,15 +205,17 @@ fn step(uid: &str, a: &mut Side, b: &mut Side, out: &mut Scan) -> Result<()> {
         }
     }
     let event = |kind, fields_differ| Event {
-        uid: uid.to_string(),
-        kind,
-        old_row: in_old.then_some(a.objects.row),
-        new_row: in_new.then_some(b.objects.row),
         fields_differ,
-        side_old: side_old.clone(),
-        side_new: side_new.clone(),
-        side_differ,
-        old: None,
+        ..Event::new(
+            uid,
+            kind,
+            (
+                in_old.then_some(a.objects.row),
+                in_new.then_some(b.objects.row),
+            ),
+            (&side_old, &side_new),
+            side_differ,
+        )
     };
     match (in_old, in_new) {
         (false, false) => {
@@ -427,16 +453,17 @@ pub(crate) fn scan_digests(old: &Path, new: &Path) -> Result<Scan> {
                     }
                 }
             }
-            let event = |kind| Event {
-                uid: uid.clone(),
-                kind,
-                old_row: in_old.then_some(a.object_row),
-                new_row: in_new.then_some(b.object_row),
-                fields_differ: true,
-                side_old: side_old.clone(),
-                side_new: side_new.clone(),
-                side_differ,
-                old: None,
+            let event = |kind| {
+                Event::new(
+                    &uid,
+                    kind,
+                    (
+                        in_old.then_some(a.object_row),
+                        in_new.then_some(b.object_row),
+                    ),
+                    (&side_old, &side_new),
+                    side_differ,
+                )
             };
             match (in_old, in_new) {
                 (false, false) => {

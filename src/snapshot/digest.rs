@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::snapshot::layout;
+use crate::snapshot::manifest::FileEntry;
 use crate::snapshot::stream::{BatchStream, Cursor, ReadSpec};
 use crate::snapshot::table::{
     BLOBS, Cell, Kind, LOCAL_ROLES, OBJECTS, TableDef, TableReader, TableWriter, WORKFLOW_HISTORY,
@@ -98,18 +99,27 @@ pub const OBJECT_DIGESTS: TableDef = TableDef {
 pub const RECORD_HASH_BYTES: usize = 16;
 
 /// Writes `tables/object_digests.parquet` from the snapshot's other tables (which must be
-/// complete) and returns its row count. A snapshot without an `objects` table gets none
+/// complete) and returns its manifest entry. A snapshot without an `objects` table gets none
 /// (`Ok(None)`).
 ///
 /// # Errors
 /// When a table cannot be read, is not sorted by uid, or the index cannot be written.
-pub fn write(snap: &Path) -> Result<Option<u64>> {
+pub fn write(snap: &Path) -> Result<Option<FileEntry>> {
     if !snap.join(layout::table_rel(OBJECTS.name)).is_file() {
         return Ok(None);
     }
     let mut w = TableWriter::create(snap, &OBJECT_DIGESTS)?;
     compute(snap, |row| w.push(row))?;
-    w.finish().map(Some)
+    let rows = w.finish()?;
+    let rel = layout::table_rel(OBJECT_DIGESTS.name);
+    let (sha256, bytes) = crate::snapshot::blobs::hash_file(&snap.join(&rel))?;
+    Ok(Some(FileEntry {
+        path: rel,
+        kind: "table".into(),
+        rows,
+        bytes,
+        sha256,
+    }))
 }
 
 /// Checks a snapshot's digest index against its tables: `Ok(None)` when it matches (or the

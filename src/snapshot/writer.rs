@@ -110,14 +110,7 @@ impl SnapshotWriter {
                 rows,
             )?);
         }
-        if let Some(rows) = digest::write(&self.dir)? {
-            files.push(file_entry(
-                &self.dir,
-                layout::table_rel(digest::OBJECT_DIGESTS.name),
-                "table",
-                rows,
-            )?);
-        }
+        files.extend(digest::write(&self.dir)?);
         for (name, w) in self.raws {
             let rows = w.finish()?;
             files.push(file_entry(&self.dir, layout::raw_rel(&name), "raw", rows)?);

@@ -267,17 +267,7 @@ fn write_output(
             sha256,
         });
     }
-    if let Some(rows) = crate::snapshot::digest::write(staging)? {
-        let rel = layout::table_rel(crate::snapshot::digest::OBJECT_DIGESTS.name);
-        let (sha256, bytes) = blobs::hash_file(&staging.join(&rel))?;
-        files.push(FileEntry {
-            path: rel,
-            kind: "table".into(),
-            rows,
-            bytes,
-            sha256,
-        });
-    }
+    files.extend(crate::snapshot::digest::write(staging)?);
     for f in input.manifest.files.iter().filter(|f| f.kind == "raw") {
         let carried = RAW_CARRIED.iter().any(|s| layout::raw_rel(s) == f.path);
         if carried {
