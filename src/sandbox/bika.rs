@@ -10,12 +10,11 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
-use tiny_http::{Header, Response};
+
+use super::http::{self, Outcome, Request, Response};
 
 use crate::error::{Error, Result};
 
@@ -161,12 +160,10 @@ pub fn recorded_partitioned_catalogs() -> BTreeMap<String, Vec<Map<String, Value
     out
 }
 
-/// A running double.
+/// A running double; dropping it stops the server.
+#[derive(Debug)]
 pub struct BikaDouble {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    server: Arc<tiny_http::Server>,
-    thread: Option<JoinHandle<()>>,
+    server: http::Server,
 }
 
 /// What the double serves.
@@ -184,64 +181,33 @@ impl BikaDouble {
     /// # Errors
     /// When the port cannot be bound.
     pub fn start(data: BikaData) -> Result<BikaDouble> {
-        let server = tiny_http::Server::http("127.0.0.1:0")
-            .map_err(|e| Error::Usage(format!("cannot start the BIKA double: {e}")))?;
-        let addr = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| Error::Usage("the BIKA double has no IP address".into()))?;
-        let server = Arc::new(server);
-        let stop = Arc::new(AtomicBool::new(false));
-        let (s, st) = (server.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            while !st.load(Ordering::Relaxed) {
-                let Ok(req) = s.recv() else { break };
-                let (status, body, json) = answer(&data, &req);
-                let ctype = if json {
-                    "application/json"
-                } else {
-                    "application/octet-stream"
-                };
-                let mut resp = Response::from_data(body).with_status_code(status);
-                if let Ok(h) = Header::from_bytes("Content-Type", ctype) {
-                    resp = resp.with_header(h);
-                }
-                // A client gone away is not the double's problem.
-                let _ignored = req.respond(resp);
-            }
+        let handler: Arc<http::Handler> = Arc::new(move |req: &mut Request<'_>| {
+            let (status, body, json) = answer(&data, req);
+            let ctype = if json {
+                "application/json"
+            } else {
+                "application/octet-stream"
+            };
+            Outcome::Respond(Response::bytes(status, ctype, body))
         });
-        Ok(BikaDouble {
-            addr,
-            stop,
-            server,
-            thread: Some(thread),
-        })
+        // One request at a time, as the single-threaded recording setup answered.
+        let server = http::Server::bind(SocketAddr::from(([127, 0, 0, 1], 0)), 1, handler)
+            .map_err(|e| Error::Usage(format!("cannot start the BIKA double: {e}")))?;
+        Ok(BikaDouble { server })
     }
 
     /// The site URL (`http://127.0.0.1:PORT/lims`).
     pub fn site_url(&self) -> String {
-        format!("http://{}/lims", self.addr)
+        format!("http://{}/lims", self.server.addr())
     }
 }
 
-impl Drop for BikaDouble {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.server.unblock();
-        if let Some(t) = self.thread.take() {
-            let _ignored = t.join();
-        }
-    }
-}
-
-fn authorized(req: &tiny_http::Request) -> bool {
+fn authorized(req: &Request<'_>) -> bool {
     let want = format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode("admin:admin")
     );
-    req.headers()
-        .iter()
-        .any(|h| h.field.equiv("Authorization") && h.value.as_str() == want)
+    req.header("Authorization") == Some(want.as_str())
 }
 
 fn query_of(url: &str) -> Vec<(String, String)> {
@@ -283,7 +249,7 @@ fn form_decode(s: &str) -> String {
 }
 
 /// (status, body, is JSON).
-fn answer(data: &BikaData, req: &tiny_http::Request) -> (u16, Vec<u8>, bool) {
+fn answer(data: &BikaData, req: &Request<'_>) -> (u16, Vec<u8>, bool) {
     let url = req.url().to_string();
     let path = url.split('?').next().unwrap_or("").to_string();
     if !authorized(req) {

@@ -13,6 +13,7 @@ pub mod bika;
 pub mod data;
 pub mod faults;
 pub mod fixtures;
+pub mod http;
 pub mod load;
 mod query;
 pub mod receiver;
@@ -27,9 +28,8 @@ mod v1;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
-use std::thread::JoinHandle;
 
 pub use data::{BlobBody, SiteBlob, SiteData, SiteObject};
 pub use faults::{FaultKind, FaultRule, Match};
@@ -55,7 +55,7 @@ pub enum Framework {
 pub struct SandboxOptions {
     /// Listen address; must be loopback. Port 0 picks a free port.
     pub addr: SocketAddr,
-    /// Worker threads.
+    /// Requests handled at once (the server's workers; idle connections hold none).
     pub threads: usize,
     /// Accepted basic-auth user.
     pub user: String,
@@ -95,8 +95,7 @@ impl SandboxOptions {
 /// A running sandbox. Dropping it stops the server threads.
 pub struct Sandbox {
     shared: Arc<Shared>,
-    server: Arc<tiny_http::Server>,
-    threads: Vec<JoinHandle<()>>,
+    server: http::Server,
     addr: SocketAddr,
 }
 
@@ -104,7 +103,7 @@ impl Sandbox {
     /// Prepares `data` and starts serving it.
     ///
     /// # Errors
-    /// [`Error::Sandbox`] when the address is not loopback or cannot be bound, or a worker
+    /// [`Error::Sandbox`] when the address is not loopback or cannot be bound, or the server
     /// thread cannot be spawned.
     pub fn start(data: SiteData, opts: SandboxOptions) -> crate::Result<Sandbox> {
         let fail = |message: String| Error::Sandbox {
@@ -116,15 +115,8 @@ impl Sandbox {
                 "the sandbox only listens on loopback addresses".to_owned(),
             ));
         }
-        let server = tiny_http::Server::from_listener(
-            nodelay_listener(opts.addr).map_err(|e| fail(e.to_string()))?,
-            None,
-        )
-        .map_err(|e| fail(e.to_string()))?;
-        let addr = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| fail("not an IP listener".to_owned()))?;
+        let listener = http::nodelay_listener(opts.addr).map_err(|e| fail(e.to_string()))?;
+        let addr = listener.local_addr().map_err(|e| fail(e.to_string()))?;
         let origin = format!("http://{addr}");
         let started = std::time::Instant::now();
         let objects = data.objects.len();
@@ -136,7 +128,6 @@ impl Sandbox {
             hits: AtomicU64::new(0),
             hit_urls: Mutex::new(HashMap::new()),
             panics: AtomicU64::new(0),
-            stop: AtomicBool::new(false),
             stopped: (Mutex::new(false), Condvar::new()),
             user: opts.user.clone(),
             password: opts.password.clone(),
@@ -144,22 +135,16 @@ impl Sandbox {
             origin,
             receiver: opts.receiver.clone(),
         });
-        let server = Arc::new(server);
-        let mut sandbox = Sandbox {
+        let handler_shared = Arc::clone(&shared);
+        let handler: Arc<http::Handler> =
+            Arc::new(move |request| server::serve_one(request, &handler_shared));
+        let server = http::Server::start(listener, opts.threads, handler)
+            .map_err(|e| fail(format!("starting the server thread: {e}")))?;
+        Ok(Sandbox {
             shared,
-            server: Arc::clone(&server),
-            threads: Vec::new(),
+            server,
             addr,
-        };
-        for n in 0..opts.threads.max(1) {
-            let (server, shared) = (Arc::clone(&server), Arc::clone(&sandbox.shared));
-            let handle = std::thread::Builder::new()
-                .name(format!("sandbox-{n}"))
-                .spawn(move || server::work(server, shared))
-                .map_err(|e| fail(format!("spawning worker thread: {e}")))?;
-            sandbox.threads.push(handle);
-        }
-        Ok(sandbox)
+        })
     }
 
     /// The listening address.
@@ -265,7 +250,7 @@ impl Sandbox {
         site.sync.applied.get(uid).map(|a| a.hash.clone())
     }
 
-    /// Stops the worker threads and waits for them.
+    /// Stops the server and waits for its threads.
     pub fn shutdown(mut self) {
         self.stop();
     }
@@ -279,18 +264,9 @@ impl Sandbox {
         }
     }
 
-    /// Sets the stop flag, joins the workers and wakes `wait`ers.
+    /// Stops the server and wakes `wait`ers.
     fn stop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        // Each worker blocks in `recv`; one `unblock` releases one of them.
-        for _ in 0..self.threads.len() {
-            self.server.unblock();
-        }
-        for handle in self.threads.drain(..) {
-            if handle.join().is_err() {
-                tracing::error!("Sandbox worker thread panicked.");
-            }
-        }
+        self.server.shutdown();
         let (lock, signal) = &self.shared.stopped;
         *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
         signal.notify_all();
@@ -301,22 +277,10 @@ impl Sandbox {
     }
 }
 
-/// A listening socket whose accepted connections have TCP_NODELAY.
-fn nodelay_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    socket.set_reuse_address(true)?;
-    socket.set_tcp_nodelay(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(1024)?;
-    Ok(socket.into())
-}
-
 impl std::fmt::Debug for Sandbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sandbox")
             .field("addr", &self.addr)
-            .field("threads", &self.threads.len())
             .finish_non_exhaustive()
     }
 }

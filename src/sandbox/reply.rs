@@ -2,7 +2,6 @@
 //! headers and a body in memory or a file to stream. Also the error bodies of both
 //! plone.jsonapi.core styles (0.7: HTTP 200 + `success:false`; 0.8: real status + `type`).
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use serde_json::{Value, json};
@@ -10,14 +9,7 @@ use serde_json::{Value, json};
 use super::Framework;
 use crate::jsonx::to_string_python;
 
-/// A response body.
-#[derive(Debug)]
-pub(crate) enum Body {
-    /// Bytes in memory.
-    Bytes(Vec<u8>),
-    /// A file streamed from disk.
-    File(PathBuf),
-}
+pub(crate) use super::http::Body;
 
 /// A response to write.
 #[derive(Debug)]

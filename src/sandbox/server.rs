@@ -1,29 +1,26 @@
-//! The HTTP side of the sandbox: worker threads take requests from one `tiny_http` server, check
-//! basic auth, count hits, read request bodies (bounded), apply scripted faults, route to the v1,
-//! receiver (`sync/*`) or plone.restapi handlers and write the reply (streaming files). A handler
-//! panic is caught, counted and answered with 500.
+//! The request side of the sandbox: for each request the HTTP server (`http`) hands over, check
+//! basic auth, count hits, read the body (bounded), apply scripted faults, route to the v1,
+//! receiver (`sync/*`) or plone.restapi handlers and turn the reply into an HTTP answer (files
+//! streamed). A handler panic is caught, counted and answered with 500.
 
 use std::collections::HashMap;
-use std::io::{Cursor, Read as _, Write as _};
+use std::io::Read as _;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, RwLock};
+use std::time::Instant;
 
 use base64::Engine as _;
 use serde_json::json;
-use tiny_http::{Header, Request, Response, StatusCode};
 
 use super::Framework;
 use super::faults::{FaultBook, FaultKind, ZOPE_HTML_500};
+use super::http::{Outcome, Request, Response};
 use super::query::{Form, decode, parse_form};
 use super::receiver::{self, ReceiverOptions};
 use super::reply::{Body, Reply, runtime};
 use super::site::Site;
 use super::{restapi, v1};
-
-/// How long a worker waits for a request before checking the stop flag.
-const POLL: Duration = Duration::from_millis(50);
 
 /// State shared by the workers and the [`super::Sandbox`] handle.
 #[derive(Debug)]
@@ -38,8 +35,6 @@ pub(crate) struct Shared {
     pub(crate) hit_urls: Mutex<HashMap<String, u64>>,
     /// Handler panics.
     pub(crate) panics: AtomicU64,
-    /// Set to stop the workers.
-    pub(crate) stop: AtomicBool,
     /// Signalled (with `stopped == true`) when the sandbox shuts down.
     pub(crate) stopped: (Mutex<bool>, Condvar),
     /// The accepted user name.
@@ -106,9 +101,9 @@ impl Ctx<'_> {
 
 /// A request's body: up to `limit` bytes kept, the rest read and dropped (so the client is not
 /// cut off mid-send); the flag tells whether anything was dropped.
-fn read_body(request: &mut Request, limit: u64) -> (Vec<u8>, bool) {
+fn read_body(request: &mut Request<'_>, limit: u64) -> (Vec<u8>, bool) {
     let mut body = Vec::new();
-    let reader = request.as_reader();
+    let reader = request.body();
     if let Err(err) = reader.take(limit).read_to_end(&mut body) {
         tracing::debug!(error = %err, "Sandbox could not read a request body.");
     }
@@ -116,26 +111,8 @@ fn read_body(request: &mut Request, limit: u64) -> (Vec<u8>, bool) {
     (body, dropped > 0)
 }
 
-/// The loop of one worker thread.
-pub(crate) fn work(server: Arc<tiny_http::Server>, shared: Arc<Shared>) {
-    // A blocking `recv`, released by `Server::unblock` on shutdown: tiny_http 0.12's
-    // `recv_timeout` can leave a queued request waiting out the whole timeout when several
-    // workers wait at once (seen as ~45 ms stalls under concurrent clients).
-    while !shared.stop.load(Ordering::SeqCst) {
-        match server.recv() {
-            Ok(request) => serve_one(request, &shared),
-            Err(_) if shared.stop.load(Ordering::SeqCst) => {}
-            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(err) => {
-                tracing::warn!(error = %err, "Sandbox failed to receive a request.");
-                std::thread::sleep(POLL);
-            }
-        }
-    }
-}
-
 /// Answers one request, applying a fault if one is scripted for it.
-fn serve_one(mut request: Request, shared: &Shared) {
+pub(crate) fn serve_one(request: &mut Request<'_>, shared: &Shared) -> Outcome {
     let started = Instant::now();
     let url = request.url().to_owned();
     let (raw_path, query) = url.split_once('?').unwrap_or((url.as_str(), ""));
@@ -146,13 +123,13 @@ fn serve_one(mut request: Request, shared: &Shared) {
     }
     let fault = shared.faults.take(raw_path, query);
     tracing::debug!(url = %url, fault = ?fault, "Sandbox request.");
-    let body = read_body(&mut request, shared.body_limit());
+    let body = read_body(request, shared.body_limit());
     let reply = match fault {
-        Some(FaultKind::Drop) => return drop_connection(request),
+        Some(FaultKind::Drop) => return Outcome::Drop,
         Some(FaultKind::DropAfterCommit) => {
-            let reply = answer(&request, body, shared, raw_path, query, started);
+            let reply = answer(request, body, shared, raw_path, query, started);
             tracing::debug!(status = reply.status, "Sandbox dropped a handled request.");
-            return drop_connection(request);
+            return Outcome::Drop;
         }
         Some(FaultKind::Status(status)) => Reply::json(
             status,
@@ -176,10 +153,10 @@ fn serve_one(mut request: Request, shared: &Shared) {
         ),
         Some(FaultKind::Slow(delay)) => {
             std::thread::sleep(delay);
-            answer(&request, body, shared, raw_path, query, started)
+            answer(request, body, shared, raw_path, query, started)
         }
         Some(FaultKind::ShiftAfter { insert, remove_uid }) => {
-            let reply = answer(&request, body, shared, raw_path, query, started);
+            let reply = answer(request, body, shared, raw_path, query, started);
             // The page is built; change the site before the client can ask for the next one.
             let mut site = shared.site.write().unwrap_or_else(|p| p.into_inner());
             if let Some(uid) = remove_uid {
@@ -192,25 +169,21 @@ fn serve_one(mut request: Request, shared: &Shared) {
         }
         // Record faults never come out of `take`; the receiver consults them.
         Some(FaultKind::RejectRecord { .. } | FaultKind::RejectField { .. }) | None => {
-            answer(&request, body, shared, raw_path, query, started)
+            answer(request, body, shared, raw_path, query, started)
         }
     };
-    write_reply(request, reply);
-}
-
-/// Ends a request without an HTTP answer. tiny_http keeps the socket open (its connection loop
-/// holds the write half), so a silent drop would leave the client hanging until its timeout. One
-/// byte that is not HTTP makes the client give up at once with a transport error and close.
-fn drop_connection(request: Request) {
-    let mut writer = request.into_writer();
-    if let Err(err) = writer.write_all(b"\0").and_then(|()| writer.flush()) {
-        tracing::debug!(error = %err, "Sandbox drop fault: client already gone.");
-    }
+    Outcome::Respond(Response {
+        status: reply.status,
+        headers: std::iter::once(("Content-Type".to_owned(), reply.content_type))
+            .chain(reply.headers)
+            .collect(),
+        body: reply.body,
+    })
 }
 
 /// Routes a request to its handler, catching panics.
 fn answer(
-    request: &Request,
+    request: &Request<'_>,
     body: (Vec<u8>, bool),
     shared: &Shared,
     raw_path: &str,
@@ -235,27 +208,21 @@ fn answer(
 
 /// Authenticates and dispatches to the v1 API or plone.restapi.
 fn route(
-    request: &Request,
+    request: &Request<'_>,
     (body, body_truncated): (Vec<u8>, bool),
     shared: &Shared,
     raw_path: &str,
     query: &str,
     started: Instant,
 ) -> Reply {
-    let header = |name: &str| {
-        request
-            .headers()
-            .iter()
-            .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
-            .map(|h| h.value.as_str().to_owned())
-    };
+    let header = |name: &str| request.header(name).map(str::to_owned);
     let user = header("Authorization")
         .and_then(|h| basic_credentials(&h))
         .filter(|(u, p)| *u == shared.user && *p == shared.password)
         .map(|_| shared.user.as_str());
     let path = decode(raw_path);
     let ctx = Ctx {
-        method: request.method().as_str(),
+        method: request.method(),
         path: &path,
         query,
         form: parse_form(query),
@@ -264,16 +231,7 @@ fn route(
         started,
         framework: shared.framework,
         origin: &shared.origin,
-        headers: request
-            .headers()
-            .iter()
-            .map(|h| {
-                (
-                    h.field.as_str().as_str().to_owned(),
-                    h.value.as_str().to_owned(),
-                )
-            })
-            .collect(),
+        headers: request.headers().to_vec(),
         body,
         body_truncated,
     };
@@ -326,47 +284,4 @@ pub(crate) fn basic_credentials(header: &str) -> Option<(String, String)> {
     let text = String::from_utf8(bytes).ok()?;
     let (user, password) = text.split_once(':')?;
     Some((user.to_owned(), password.to_owned()))
-}
-
-/// Writes a reply; file bodies are streamed.
-fn write_reply(request: Request, reply: Reply) {
-    let mut headers = Vec::with_capacity(reply.headers.len() + 1);
-    let mut all = vec![("Content-Type".to_owned(), reply.content_type)];
-    all.extend(reply.headers);
-    for (name, value) in all {
-        if let Ok(h) = Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-            headers.push(h);
-        }
-    }
-    let status = StatusCode(reply.status);
-    let result = match reply.body {
-        Body::Bytes(bytes) => {
-            let len = bytes.len();
-            request.respond(Response::new(
-                status,
-                headers,
-                Cursor::new(bytes),
-                Some(len),
-                None,
-            ))
-        }
-        Body::File(path) => match std::fs::File::open(&path) {
-            Ok(file) => {
-                let len = file
-                    .metadata()
-                    .ok()
-                    .and_then(|m| usize::try_from(m.len()).ok());
-                // Content-Length rather than chunked, however big the file.
-                let response = Response::new(status, headers, file, len, None);
-                request.respond(response.with_chunked_threshold(usize::MAX))
-            }
-            Err(err) => {
-                tracing::error!(path = %path.display(), error = %err, "Sandbox blob unreadable.");
-                request.respond(Response::empty(500))
-            }
-        },
-    };
-    if let Err(err) = result {
-        tracing::debug!(error = %err, "Sandbox client went away.");
-    }
 }

@@ -637,7 +637,7 @@ fn recorded_senaite1_responses_have_the_1x_shapes() {
 struct Recorded1x {
     base: String,
     hits: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    _thread: std::thread::JoinHandle<()>,
+    _server: senaite_sync::sandbox::http::Server,
 }
 
 impl Recorded1x {
@@ -680,53 +680,40 @@ impl Recorded1x {
             })
             .collect();
         let (version, users) = (read("version"), read("users"));
-        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
-        let base = format!("http://{}/senaite", server.server_addr().to_ip().unwrap());
+        use senaite_sync::sandbox::http::{Handler, Outcome, Request, Response, Server};
         let hits = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let log = hits.clone();
-        let thread = std::thread::spawn(move || {
-            for req in server.incoming_requests() {
-                let url = req.url().to_string();
-                log.lock().unwrap().push(url.clone());
-                let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-                let q: BTreeMap<String, String> = query
-                    .split('&')
-                    .filter_map(|kv| kv.split_once('='))
-                    .map(|(k, v)| (decode(k), decode(v)))
-                    .collect();
-                let route = path.strip_prefix("/senaite/@@API/senaite/v1/");
-                let body: Option<Value> = match route {
-                    Some("version") => Some(version.clone()),
-                    Some("auth") => Some(serde_json::json!({"_runtime": 0.0})),
-                    Some("catalogs") => Some(catalogs.clone()),
-                    Some("users") => Some(users.clone()),
-                    Some("search") => Some(search(&objects, &types_of, &q)),
-                    Some(r) if objects.contains_key(r) => Some(objects[r].clone()),
-                    Some(_) => Some(serde_json::json!({"success": false, "message": "Not Found"})),
-                    None => None,
-                };
-                let resp = match body {
-                    Some(b) => tiny_http::Response::from_string(b.to_string()).with_header(
-                        "Content-Type: application/json"
-                            .parse::<tiny_http::Header>()
-                            .unwrap(),
-                    ),
-                    None => tiny_http::Response::from_string("<!DOCTYPE html><html></html>")
-                        .with_header(
-                            "Content-Type: text/html"
-                                .parse::<tiny_http::Header>()
-                                .unwrap(),
-                        ),
-                };
-                if let Err(e) = req.respond(resp) {
-                    eprintln!("recorded 1.x double: {url}: {e}");
-                }
-            }
+        let handler: std::sync::Arc<Handler> = std::sync::Arc::new(move |req: &mut Request<'_>| {
+            let url = req.url().to_string();
+            log.lock().unwrap().push(url.clone());
+            let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+            let q: BTreeMap<String, String> = query
+                .split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (decode(k), decode(v)))
+                .collect();
+            let route = path.strip_prefix("/senaite/@@API/senaite/v1/");
+            let body: Option<Value> = match route {
+                Some("version") => Some(version.clone()),
+                Some("auth") => Some(serde_json::json!({"_runtime": 0.0})),
+                Some("catalogs") => Some(catalogs.clone()),
+                Some("users") => Some(users.clone()),
+                Some("search") => Some(search(&objects, &types_of, &q)),
+                Some(r) if objects.contains_key(r) => Some(objects[r].clone()),
+                Some(_) => Some(serde_json::json!({"success": false, "message": "Not Found"})),
+                None => None,
+            };
+            Outcome::Respond(match body {
+                Some(b) => Response::bytes(200, "application/json", b.to_string()),
+                None => Response::bytes(200, "text/html", "<!DOCTYPE html><html></html>"),
+            })
         });
+        let server = Server::bind("127.0.0.1:0".parse().unwrap(), 4, handler).unwrap();
+        let base = format!("http://{}/senaite", server.addr());
         Recorded1x {
             base,
             hits,
-            _thread: thread,
+            _server: server,
         }
     }
 }
