@@ -39,6 +39,9 @@ pub(crate) struct FetchContext<'a> {
     pub containers: &'a BTreeSet<String>,
     /// The base of an incremental extract (`--since`): records equal to its own keep its data.
     pub old: Option<&'a crate::extract::since::OldSnapshot>,
+    /// Bounds the per-object requests of pages in flight at once ([`SenaiteClient::get_json_batch`])
+    /// to `-j`, across all pages.
+    pub in_flight: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// A unit of work.
@@ -144,15 +147,16 @@ fn page_unit(
         count = page.count,
         "Read page."
     );
-    let mut captures: Vec<Fetched> = page
+    let started: Vec<Started> = page
         .items
         .into_par_iter()
         .filter_map(|item| {
             let head = item.head();
             let selected = !head.uid.is_empty() && ctx.opts.path_selected(&head.path);
-            selected.then(|| capture_v1(ctx, item.into_raw(), head))
+            selected.then(|| start_v1(ctx, item.into_raw(), head))
         })
         .collect::<Result<Vec<_>>>()?;
+    let mut captures = finish_page(ctx, started)?;
     captures.sort_by(|a, b| a.cap.uid.cmp(&b.cap.uid));
     lines.push(note_count(portal_type, b_start, page.count));
     for c in captures {
@@ -564,6 +568,153 @@ fn capture_v1(ctx: &FetchContext, raw: Box<RawValue>, head: Head) -> Result<Fetc
     })
 }
 
+/// A page's object before its per-object reads: taken from the base of an incremental
+/// extract, or waiting for its plone.restapi reads.
+enum Started {
+    Done(Fetched),
+    Pending {
+        cap: ObjectCapture,
+        raw: Box<RawValue>,
+        has_workflow: bool,
+        archetypes: bool,
+    },
+}
+
+/// [`capture_v1`] up to its plone.restapi reads, which [`finish_page`] makes for the whole page.
+fn start_v1(ctx: &FetchContext, raw: Box<RawValue>, head: Head) -> Result<Started> {
+    if let Some(old) = ctx.old
+        && let Ok(v1) = jsonx::parse_lenient(raw.get().as_bytes())
+        && let Some(mut cap) = old.reusable(&head.uid, &head.path, &v1)
+    {
+        refresh_reused(ctx, old, &mut cap)?;
+        return Ok(Started::Done(Fetched {
+            cap,
+            v1: Some(raw),
+            rechecked: true,
+        }));
+    }
+    Ok(Started::Pending {
+        cap: ObjectCapture {
+            uid: head.uid,
+            portal_type: head.portal_type,
+            path: head.path,
+            ..Default::default()
+        },
+        raw,
+        has_workflow: head.has_workflow,
+        archetypes: head.archetypes,
+    })
+}
+
+/// Which plone.restapi read of an object an answer belongs to.
+#[derive(Clone, Copy)]
+enum Extra {
+    Restapi,
+    History,
+    Sharing,
+}
+
+/// The plone.restapi reads of a page's objects (serialization of Dexterity objects, `@history`,
+/// `@sharing`), made as one batch on the HTTP engine, then judged per object exactly as
+/// [`capture_v1`] and [`add_extras`] judge them one by one; then each object's files.
+fn finish_page(ctx: &FetchContext, started: Vec<Started>) -> Result<Vec<Fetched>> {
+    let mut wanted: Vec<(usize, Extra)> = Vec::new();
+    let mut urls: Vec<String> = Vec::new();
+    for (i, s) in started.iter().enumerate() {
+        let Started::Pending {
+            cap,
+            has_workflow,
+            archetypes,
+            ..
+        } = s
+        else {
+            continue;
+        };
+        for (extra, path) in extras_of(ctx, cap, *has_workflow, *archetypes) {
+            wanted.push((i, extra));
+            urls.push(ctx.client.rest_url(&path));
+        }
+    }
+    let mut answers: Vec<Vec<(Extra, Result<Value>)>> =
+        started.iter().map(|_| Vec::new()).collect();
+    if !urls.is_empty() {
+        let got = ctx.client.get_json_batch(urls, &ctx.in_flight);
+        for ((i, extra), answer) in wanted.into_iter().zip(got) {
+            if let Some(a) = answers.get_mut(i) {
+                a.push((extra, answer));
+            }
+        }
+    }
+    started
+        .into_par_iter()
+        .zip(answers)
+        .map(|(s, answers)| match s {
+            Started::Done(f) => Ok(f),
+            Started::Pending { mut cap, raw, .. } => {
+                for (extra, answer) in answers {
+                    take_extra(&mut cap, extra, answer)?;
+                }
+                cap.blobs = fetch_blobs(ctx, &cap, Some(&raw))?;
+                Ok(Fetched {
+                    cap,
+                    v1: Some(raw),
+                    rechecked: false,
+                })
+            }
+        })
+        .collect()
+}
+
+/// The plone.restapi reads an object of a page needs, in the order [`capture_v1`] makes them:
+/// its serialization (Dexterity), `@history` (exact review history), `@sharing` (local roles).
+fn extras_of(
+    ctx: &FetchContext,
+    cap: &ObjectCapture,
+    has_workflow: bool,
+    archetypes: bool,
+) -> Vec<(Extra, String)> {
+    let mut out = Vec::new();
+    if !archetypes {
+        out.push((Extra::Restapi, cap.path.clone()));
+    }
+    if ctx.opts.history == HistoryMode::Exact && has_workflow {
+        out.push((Extra::History, format!("{}/@history", cap.path)));
+    }
+    if wants_sharing(ctx, cap) {
+        out.push((Extra::Sharing, format!("{}/@sharing", cap.path)));
+    }
+    out
+}
+
+/// Keeps one plone.restapi answer, or judges its error as [`capture_v1`] and [`add_extras`] do.
+fn take_extra(cap: &mut ObjectCapture, extra: Extra, answer: Result<Value>) -> Result<()> {
+    match (extra, answer) {
+        (Extra::Restapi, Ok(v)) => cap.restapi = Some(v),
+        (Extra::Restapi, Err(e)) => {
+            debug!(uid = %cap.uid, error = %e, "plone.restapi cannot serialize object.");
+        }
+        (Extra::History, Ok(v)) => cap.history = Some(v),
+        (Extra::History, Err(e)) if is_application_error(&e) => {
+            debug!(uid = %cap.uid, error = %e, "No exact review history; whole seconds kept.");
+        }
+        (Extra::Sharing, Ok(v)) => cap.sharing = Some(v),
+        (Extra::Sharing, Err(e)) if is_application_error(&e) => {
+            debug!(uid = %cap.uid, error = %e, "Local roles unreadable.");
+        }
+        (_, Err(e)) => return Err(e),
+    }
+    Ok(())
+}
+
+/// Whether the local roles of `cap` are read.
+fn wants_sharing(ctx: &FetchContext, cap: &ObjectCapture) -> bool {
+    match ctx.opts.local_roles {
+        LocalRolesMode::All => true,
+        LocalRolesMode::Containers => ctx.containers.contains(&cap.uid),
+        LocalRolesMode::None => false,
+    }
+}
+
 /// Fields of the Archetypes base schema that every complete AT record carries and no Dexterity
 /// record has. (The catalogs' type lists cannot tell: `senaite_catalog_setup` lists Dexterity
 /// types too.)
@@ -603,12 +754,7 @@ fn add_extras(
             Err(e) => return Err(e),
         }
     }
-    let wants_sharing = match ctx.opts.local_roles {
-        LocalRolesMode::All => true,
-        LocalRolesMode::Containers => ctx.containers.contains(&cap.uid),
-        LocalRolesMode::None => false,
-    };
-    if wants_sharing {
+    if wants_sharing(ctx, cap) {
         match ctx.client.rest_get(&format!("{}/@sharing", cap.path), &[]) {
             Ok(v) => cap.sharing = Some(v),
             Err(e) if is_application_error(&e) => {

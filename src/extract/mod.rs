@@ -278,6 +278,7 @@ pub fn run(opts: &ExtractOptions, progress: &Progress) -> Result<ExtractReport> 
         opts,
         containers: &containers,
         old: old.as_ref(),
+        in_flight: std::sync::Arc::new(tokio::sync::Semaphore::new(opts.jobs.max(1))),
     };
     let bar = progress.bar(selected.len() as u64, "extract", "objects");
     let jsonapi_version = source.jsonapi_version.clone().unwrap_or_default();

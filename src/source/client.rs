@@ -19,13 +19,15 @@ use base64::Engine as _;
 use reqwest::header::HeaderValue;
 
 use serde_json::Value;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
 use crate::error::{Error, Result};
 use crate::jsonx;
 use crate::source::credentials::Credentials;
 use crate::source::retry::{self, RetryPolicy};
-use crate::source::transport::{Answer, Body, Engine, Failure};
+use crate::source::transport::{self, Answer, Body, Engine, Failure};
 
 /// Settings of a [`SenaiteClient`].
 #[derive(Debug, Clone)]
@@ -165,12 +167,16 @@ impl SenaiteClient {
     /// # Errors
     /// As [`SenaiteClient::api_get`].
     pub fn rest_get(&self, path: &str, query: &[(&str, String)]) -> Result<Value> {
-        let url = if path.starts_with('/') {
+        self.get_json(&self.rest_url(path), query)
+    }
+
+    /// The URL [`SenaiteClient::rest_get`] reads for `path`.
+    pub fn rest_url(&self, path: &str) -> String {
+        if path.starts_with('/') {
             format!("{}{}", self.origin, path)
         } else {
             format!("{}/{}", self.site_url, path)
-        };
-        self.get_json(&url, query)
+        }
     }
 
     /// GET any JSON URL with retries.
@@ -223,17 +229,7 @@ impl SenaiteClient {
     ) -> Result<Value> {
         let shown = display_url(url, query);
         let body = self.json_bytes(method, url, query, &shown)?;
-        let value = jsonx::parse_lenient(&body).map_err(|e| Error::BadResponse {
-            url: shown.clone(),
-            message: format!("body is not JSON ({e}): {}", snippet(&body)),
-        })?;
-        if let Some(message) = api_error_message(&value) {
-            return Err(Error::Api {
-                url: shown,
-                message,
-            });
-        }
-        Ok(value)
+        json_value(&body, &shown)
     }
 
     /// The body of a 2xx answer to a JSON request, not yet parsed (retried like
@@ -307,22 +303,9 @@ impl SenaiteClient {
                 .request(method, url, query, expect)
                 .map_err(Failure::Transport)
                 .and_then(|request| self.engine.send(request, expect == Expect::Bytes));
-            let (err, retry_after) = match sent {
-                Ok(Answer::Status {
-                    status,
-                    retry_after,
-                    body,
-                }) => {
-                    let err = self.status_error(method.name(), shown, status, &body);
-                    let api_body = jsonx::parse_lenient(&body)
-                        .ok()
-                        .is_some_and(|v| is_application_error_body(&v));
-                    if !retry::is_retryable_status(status, api_body) {
-                        return Err(err);
-                    }
-                    (err, retry_after)
-                }
-                Ok(Answer::Success(body)) => match consume(body) {
+            let (err, retry_after) = match judge(&self.credentials.user, method.name(), shown, sent)
+            {
+                Verdict::Done(body) => match consume(body) {
                     Ok(v) => {
                         debug!(method = method.name(), url = %shown, elapsed_ms = started.elapsed().as_millis() as u64, "Request done.");
                         return Ok(v);
@@ -331,24 +314,8 @@ impl SenaiteClient {
                     Err(e) if is_io_failure(&e) => (e, None),
                     Err(e) => return Err(e),
                 },
-                Err(Failure::Transport(source)) => {
-                    let retryable = retry::is_retryable_transport(&source);
-                    let err = Error::Http {
-                        method: method.name(),
-                        url: shown.to_string(),
-                        source,
-                    };
-                    if !retryable {
-                        return Err(err);
-                    }
-                    (err, None)
-                }
-                Err(Failure::Lost) => {
-                    return Err(Error::BadResponse {
-                        url: shown.to_string(),
-                        message: "the HTTP client stopped before the answer arrived".into(),
-                    });
-                }
+                Verdict::Retry(err, retry_after) => (err, retry_after),
+                Verdict::Fail(err) => return Err(err),
             };
             if attempt >= self.retry.max_attempts {
                 return Err(err);
@@ -357,6 +324,67 @@ impl SenaiteClient {
             warn!(url = %shown, attempt, ?delay, error = %err, "Retrying transient failure.");
             std::thread::sleep(delay);
         }
+    }
+
+    /// GETs many JSON URLs (as [`SenaiteClient::get_json`], with the same retries, backoff,
+    /// `Retry-After`, timeouts and errors) as tasks on the HTTP engine, at most as many at once as
+    /// `in_flight` has permits (shared by every batch that is given it); returns the answers in
+    /// the order of `urls`. The calling thread sleeps once for the whole batch instead of once per
+    /// request: with a page's `@history` and `@sharing` reads this halves the thread wake-ups of
+    /// extract's default mode.
+    pub(crate) fn get_json_batch(
+        &self,
+        urls: Vec<String>,
+        in_flight: &Arc<Semaphore>,
+    ) -> Vec<Result<Value>> {
+        let n = urls.len();
+        let jobs: Vec<(
+            String,
+            std::result::Result<reqwest::Request, reqwest::Error>,
+        )> = urls
+            .iter()
+            .map(|url| {
+                let request = self.request(Method::Get, url, &[], Expect::Json);
+                (url.clone(), request)
+            })
+            .collect();
+        let http = self.engine.http().clone();
+        let user: Arc<str> = Arc::from(self.credentials.user.as_str());
+        let retry = self.retry;
+        let permits = Arc::clone(in_flight);
+        let work = async move {
+            let mut tasks = JoinSet::new();
+            for (i, (shown, request)) in jobs.into_iter().enumerate() {
+                // INVARIANT: the semaphore is never closed; a closed one would only stop limiting.
+                let permit = Arc::clone(&permits).acquire_owned().await.ok();
+                let http = http.clone();
+                let user = Arc::clone(&user);
+                tasks.spawn(async move {
+                    let answer = get_json_async(&http, request, &shown, &user, retry).await;
+                    drop(permit);
+                    (i, answer)
+                });
+            }
+            let mut answers: Vec<Option<Result<Value>>> = (0..n).map(|_| None).collect();
+            while let Some(done) = tasks.join_next().await {
+                if let Ok((i, answer)) = done
+                    && let Some(slot) = answers.get_mut(i)
+                {
+                    *slot = Some(answer);
+                }
+            }
+            answers
+        };
+        let lost = |url: &str| Error::BadResponse {
+            url: url.to_string(),
+            message: "the HTTP client stopped before the answer arrived".into(),
+        };
+        // A task that panicked or a runtime that stopped leaves its answer missing.
+        let answers = self.engine.run(work).unwrap_or_default();
+        let mut answers = answers.into_iter();
+        urls.iter()
+            .map(|url| answers.next().flatten().unwrap_or_else(|| Err(lost(url))))
+            .collect()
     }
 
     /// Builds one attempt's request (on the calling thread; the engine only sends it).
@@ -394,28 +422,6 @@ impl SenaiteClient {
             .header(reqwest::header::ACCEPT, accept)
             .build()
     }
-
-    fn status_error(&self, method: &'static str, shown: &str, status: u16, body: &[u8]) -> Error {
-        if status == 401 {
-            return Error::Unauthorized {
-                url: shown.to_string(),
-                user: self.credentials.user.clone(),
-            };
-        }
-        let detail = jsonx::parse_lenient(body)
-            .ok()
-            .and_then(|v| {
-                api_error_message(&v)
-                    .or_else(|| v.get("message").and_then(Value::as_str).map(str::to_string))
-            })
-            .or_else(|| (!body.is_empty()).then(|| snippet(body)));
-        Error::HttpStatus {
-            method,
-            url: shown.to_string(),
-            status,
-            detail,
-        }
-    }
 }
 
 /// The HTTP method of a request, with its body.
@@ -438,6 +444,144 @@ impl Method<'_> {
             Method::Get => "GET",
             Method::Post(_) => "POST",
         }
+    }
+}
+
+/// What one attempt's outcome calls for.
+enum Verdict<B> {
+    /// A 2xx answer.
+    Done(B),
+    /// A transient failure, with the server's `Retry-After`.
+    Retry(Error, Option<Duration>),
+    /// A failure a retry cannot fix.
+    Fail(Error),
+}
+
+/// Judges one attempt the same way for the blocking and the batched requests: statuses and
+/// transport errors worth retrying, and the error naming the URL otherwise.
+fn judge<B>(
+    user: &str,
+    method: &'static str,
+    shown: &str,
+    sent: std::result::Result<Answer<B>, Failure>,
+) -> Verdict<B> {
+    match sent {
+        Ok(Answer::Success(body)) => Verdict::Done(body),
+        Ok(Answer::Status {
+            status,
+            retry_after,
+            body,
+        }) => {
+            let err = status_error(user, method, shown, status, &body);
+            let api_body = jsonx::parse_lenient(&body)
+                .ok()
+                .is_some_and(|v| is_application_error_body(&v));
+            if retry::is_retryable_status(status, api_body) {
+                Verdict::Retry(err, retry_after)
+            } else {
+                Verdict::Fail(err)
+            }
+        }
+        Err(Failure::Transport(source)) => {
+            let retryable = retry::is_retryable_transport(&source);
+            let err = Error::Http {
+                method,
+                url: shown.to_string(),
+                source,
+            };
+            if retryable {
+                Verdict::Retry(err, None)
+            } else {
+                Verdict::Fail(err)
+            }
+        }
+        Err(Failure::Lost) => Verdict::Fail(Error::BadResponse {
+            url: shown.to_string(),
+            message: "the HTTP client stopped before the answer arrived".into(),
+        }),
+    }
+}
+
+/// One GET of a JSON URL on the runtime, retried as [`SenaiteClient::get_json`] retries (the
+/// backoff sleeps on the runtime's timer), its body parsed and judged as `get_json` judges it.
+async fn get_json_async(
+    http: &reqwest::Client,
+    request: std::result::Result<reqwest::Request, reqwest::Error>,
+    shown: &str,
+    user: &str,
+    policy: RetryPolicy,
+) -> Result<Value> {
+    let request = match request {
+        Ok(r) => r,
+        Err(source) => {
+            return Err(Error::Http {
+                method: "GET",
+                url: shown.to_string(),
+                source,
+            });
+        }
+    };
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let started = Instant::now();
+        let sent = match request.try_clone() {
+            Some(r) => transport::whole(http, r).await.map_err(Failure::Transport),
+            // A GET has no body, so it always clones.
+            None => Err(Failure::Lost),
+        };
+        let (err, retry_after) = match judge(user, "GET", shown, sent) {
+            Verdict::Done(body) => {
+                debug!(method = "GET", url = %shown, elapsed_ms = started.elapsed().as_millis() as u64, "Request done.");
+                return json_value(&body, shown);
+            }
+            Verdict::Retry(err, retry_after) => (err, retry_after),
+            Verdict::Fail(err) => return Err(err),
+        };
+        if attempt >= policy.max_attempts {
+            return Err(err);
+        }
+        let delay = policy.delay(attempt, retry_after);
+        warn!(url = %shown, attempt, ?delay, error = %err, "Retrying transient failure.");
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// A 2xx body as JSON: not JSON, or an API error dict, is an error naming the URL.
+fn json_value(body: &[u8], shown: &str) -> Result<Value> {
+    let value = jsonx::parse_lenient(body).map_err(|e| Error::BadResponse {
+        url: shown.to_string(),
+        message: format!("body is not JSON ({e}): {}", snippet(body)),
+    })?;
+    if let Some(message) = api_error_message(&value) {
+        return Err(Error::Api {
+            url: shown.to_string(),
+            message,
+        });
+    }
+    Ok(value)
+}
+
+/// The error of a non-2xx answer.
+fn status_error(user: &str, method: &'static str, shown: &str, status: u16, body: &[u8]) -> Error {
+    if status == 401 {
+        return Error::Unauthorized {
+            url: shown.to_string(),
+            user: user.to_string(),
+        };
+    }
+    let detail = jsonx::parse_lenient(body)
+        .ok()
+        .and_then(|v| {
+            api_error_message(&v)
+                .or_else(|| v.get("message").and_then(Value::as_str).map(str::to_string))
+        })
+        .or_else(|| (!body.is_empty()).then(|| snippet(body)));
+    Error::HttpStatus {
+        method,
+        url: shown.to_string(),
+        status,
+        detail,
     }
 }
 

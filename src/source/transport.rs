@@ -39,10 +39,11 @@ pub(crate) struct Engine {
     runtime: Option<tokio::runtime::Runtime>,
 }
 
-/// The answer to one request.
-pub(crate) enum Answer {
+/// The answer to one request: a 2xx answer's body is a [`Body`] for [`Engine::send`], the
+/// whole [`Bytes`] for [`whole`].
+pub(crate) enum Answer<B = Body> {
     /// A 2xx answer.
-    Success(Body),
+    Success(B),
     /// Any other status, with its `Retry-After` (in seconds) and its body (empty when the body
     /// could not be read: the status is the error).
     Status {
@@ -114,6 +115,29 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Runs `work` on the runtime and waits for its outcome: the calling thread sleeps once,
+    /// however many requests `work` makes (a page's per-object requests, see
+    /// [`SenaiteClient::get_json_batch`](super::SenaiteClient::get_json_batch)).
+    ///
+    /// # Errors
+    /// [`Failure::Lost`] when the runtime is gone or stopped before `work` ended.
+    pub(crate) fn run<F>(&self, work: F) -> std::result::Result<F::Output, Failure>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let Some(runtime) = &self.runtime else {
+            return Err(Failure::Lost);
+        };
+        let (reply, answer) = oneshot::channel();
+        drop(runtime.spawn(async move {
+            let _unheard = reply.send(work.await);
+        }));
+        answer.blocking_recv().map_err(|_| Failure::Lost)
+    }
+}
+
 impl Drop for Engine {
     fn drop(&mut self) {
         // Without waiting for tasks still running (a streamed download whose reader is gone):
@@ -124,6 +148,42 @@ impl Drop for Engine {
     }
 }
 
+/// Sends `request` and reads its answer whole, on the runtime.
+///
+/// # Errors
+/// The transport error.
+pub(crate) async fn whole(
+    http: &reqwest::Client,
+    request: reqwest::Request,
+) -> reqwest::Result<Answer<Bytes>> {
+    let resp = http.execute(request).await?;
+    match not_success(resp).await {
+        Ok(answer) => Ok(answer),
+        Err(resp) => resp.bytes().await.map(Answer::Success),
+    }
+}
+
+/// The answer of a non-2xx response (with its `Retry-After` and body), or the 2xx response back.
+async fn not_success<B>(
+    resp: reqwest::Response,
+) -> std::result::Result<Answer<B>, reqwest::Response> {
+    let status = resp.status().as_u16();
+    if (200..300).contains(&status) {
+        return Err(resp);
+    }
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(retry::parse_retry_after);
+    let body = resp.bytes().await.unwrap_or_default();
+    Ok(Answer::Status {
+        status,
+        retry_after,
+        body,
+    })
+}
+
 /// One request on the runtime: send, then read the body whole or start streaming it.
 async fn exchange(
     http: reqwest::Client,
@@ -131,6 +191,22 @@ async fn exchange(
     stream: bool,
     reply: oneshot::Sender<reqwest::Result<Answer>>,
 ) {
+    if !stream {
+        let answer = whole(&http, request).await.map(|a| match a {
+            Answer::Success(bytes) => Answer::Success(Body::Whole(bytes)),
+            Answer::Status {
+                status,
+                retry_after,
+                body,
+            } => Answer::Status {
+                status,
+                retry_after,
+                body,
+            },
+        });
+        let _unheard = reply.send(answer);
+        return;
+    }
     let resp = match http.execute(request).await {
         Ok(resp) => resp,
         Err(e) => {
@@ -138,25 +214,13 @@ async fn exchange(
             return;
         }
     };
-    let status = resp.status().as_u16();
-    if !(200..300).contains(&status) {
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(retry::parse_retry_after);
-        let body = resp.bytes().await.unwrap_or_default();
-        let _unheard = reply.send(Ok(Answer::Status {
-            status,
-            retry_after,
-            body,
-        }));
-        return;
-    }
-    if !stream {
-        let _unheard = reply.send(resp.bytes().await.map(|b| Answer::Success(Body::Whole(b))));
-        return;
-    }
+    let resp = match not_success(resp).await {
+        Ok(answer) => {
+            let _unheard = reply.send(Ok(answer));
+            return;
+        }
+        Err(resp) => resp,
+    };
     let (chunks, rx) = mpsc::channel(STREAM_CHUNKS);
     let reader = BodyReader {
         rx,
