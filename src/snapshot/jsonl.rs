@@ -28,6 +28,8 @@ pub struct JsonlWriter {
     pending: Vec<u8>,
     level: i32,
     lines: u64,
+    /// Whether a frame was written.
+    wrote: bool,
 }
 
 /// Compresses whole lines (each ending in `\n`) into one zstd frame.
@@ -64,6 +66,7 @@ impl JsonlWriter {
             pending: Vec::with_capacity(FRAME_BYTES),
             level,
             lines: 0,
+            wrote: false,
         })
     }
 
@@ -102,6 +105,7 @@ impl JsonlWriter {
         self.out
             .write_all(frame)
             .map_err(|e| Error::write(&self.tmp, e))?;
+        self.wrote = true;
         self.lines += lines;
         Ok(())
     }
@@ -115,16 +119,24 @@ impl JsonlWriter {
         self.out
             .write_all(&frame)
             .map_err(|e| Error::write(&self.tmp, e))?;
+        self.wrote = true;
         self.pending.clear();
         Ok(())
     }
 
     /// Writes what is pending, syncs and renames the file into place; returns the line count.
+    /// A file without lines still holds one (empty) zstd frame, so every reader can open it.
     ///
     /// # Errors
     /// When writing, syncing or renaming fails.
     pub fn finish(mut self) -> Result<u64> {
         self.flush_pending()?;
+        if !self.wrote {
+            let frame = compress_frame(&[], self.level).map_err(|e| Error::write(&self.tmp, e))?;
+            self.out
+                .write_all(&frame)
+                .map_err(|e| Error::write(&self.tmp, e))?;
+        }
         let file = self
             .out
             .into_inner()
@@ -188,6 +200,17 @@ impl Iterator for JsonlReader {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A file without lines is a valid zstd stream of nothing (a zero-byte file is not, and
+    /// `extract --since` of a source with no filtered types failed on one).
+    #[test]
+    fn a_file_without_lines_reads_as_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("empty.jsonl.zst");
+        assert_eq!(JsonlWriter::create(&path).unwrap().finish().unwrap(), 0);
+        assert!(std::fs::metadata(&path).unwrap().len() > 0);
+        assert!(JsonlReader::read_all(&path).unwrap().is_empty());
+    }
 
     #[test]
     fn round_trip() {
