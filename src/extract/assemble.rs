@@ -52,6 +52,7 @@ pub(crate) fn assemble(
     origin: &str,
     expected_objects: u64,
 ) -> Result<Manifest> {
+    let started = std::time::Instant::now();
     let units = staging.units_under("units")?;
     let bucket_dir = staging.root().join("buckets");
     let mut announced: BTreeMap<String, u64> = BTreeMap::new();
@@ -62,6 +63,11 @@ pub(crate) fn assemble(
         &mut parts.notes,
         &mut announced,
     )?;
+    tracing::debug!(
+        units = units.len(),
+        elapsed_s = started.elapsed().as_secs_f64(),
+        "Routed the staged units into buckets."
+    );
     let mut writer = SnapshotWriter::create(out)?;
     let mut acc = Totals::default();
     let names: Vec<PathBuf> = (0..=255u8)
@@ -83,6 +89,10 @@ pub(crate) fn assemble(
         written?;
         pending = next.unwrap_or_default();
     }
+    tracing::debug!(
+        elapsed_s = started.elapsed().as_secs_f64(),
+        "Built and appended every bucket."
+    );
     parts.counts = acc.counts;
     parts.notes.extend(acc.notes);
     let (blob_count, blob_bytes) = (acc.blob_shas.len() as u64, acc.blob_bytes);

@@ -100,6 +100,7 @@ impl SnapshotWriter {
     /// # Errors
     /// When closing, hashing or writing fails.
     pub fn finish(self, parts: SnapshotParts) -> Result<Manifest> {
+        let started = std::time::Instant::now();
         let mut files = Vec::new();
         for (name, w) in self.tables {
             let rows = w.finish()?;
@@ -111,10 +112,18 @@ impl SnapshotWriter {
             )?);
         }
         files.extend(digest::write(&self.dir)?);
+        tracing::debug!(
+            elapsed_s = started.elapsed().as_secs_f64(),
+            "Tables closed, digest index written."
+        );
         for (name, w) in self.raws {
             let rows = w.finish()?;
             files.push(file_entry(&self.dir, layout::raw_rel(&name), "raw", rows)?);
         }
+        tracing::debug!(
+            elapsed_s = started.elapsed().as_secs_f64(),
+            "Raw streams closed."
+        );
         files.sort_by(|a, b| a.path.cmp(&b.path));
         let mut notes = parts.notes;
         notes.sort();

@@ -718,3 +718,27 @@ fn serves_100k_objects_quickly() {
     );
     assert!(paging < Duration::from_secs(60));
 }
+
+/// A served snapshot answers `@sharing` for an object without local roles as a real 2.6 does
+/// (200, no entries, inheriting), not 404: extract reads it for every container.
+#[test]
+fn sharing_of_an_object_without_local_roles_is_empty_and_inherits() {
+    let data = senaite_sync::sandbox::load::site_from_snapshot(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/demo"),
+    )
+    .unwrap();
+    let sb = start_with(data, SandboxOptions::default());
+    let resp = client()
+        .get(format!(
+            "{}/clients/client-1/W-0001/@sharing",
+            sb.site_url()
+        ))
+        .header("Accept", "application/json")
+        .basic_auth("admin", Some("admin"))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let body: Value = resp.json().unwrap();
+    assert_eq!(body["entries"], json!([]), "{body}");
+    assert_eq!(body["inherit"], Value::Bool(true), "{body}");
+}
