@@ -16,8 +16,10 @@ Get-or-create by title through senaite.jsonapi 1.2.4, then one edit-form save ea
   - a Supplier "E2E Acme" with a physical and a postal address (state, district), no billing
     address, and a Supplier "E2E Blank" saved without any address (three all-empty dicts);
   - a blank and a control ReferenceDefinition ("E2E Blank definition", "E2E Control
-    definition") and a Method "E2E Method";
-  - a WorksheetTemplate "E2E Worksheet" restricted to that method, with both services and a
+    definition"), a Method "E2E Method" and an Instrument "E2E Instrument" of that method
+    (with an InstrumentType, a Manufacturer and the supplier E2E Acme);
+  - a WorksheetTemplate "E2E Worksheet" restricted to that method, preferring that
+    instrument, with both services and a
     four-position layout: an analysis, a blank, a control and a duplicate of position 1. Its
     layout widget's selects are all submitted, hidden or not (as a browser does), so every
     1.3.5 row holds the first blank and control definitions and the rows after the first a
@@ -188,7 +190,7 @@ def layout_rows(rows, blank_def, control_def):
     return pairs
 
 
-def seed_worksheet_template(s, services):
+def seed_worksheet_template(s, services, supplier):
     blank_def = s.get_or_create("ReferenceDefinition",
                                 "/senaite/bika_setup/bika_referencedefinitions",
                                 "E2E Blank definition", {"Blank": True})
@@ -196,13 +198,21 @@ def seed_worksheet_template(s, services):
                                   "/senaite/bika_setup/bika_referencedefinitions",
                                   "E2E Control definition", {"Blank": False})
     method = s.get_or_create("Method", "/senaite/methods", "E2E Method", {})
+    kind = s.get_or_create("InstrumentType", "/senaite/bika_setup/bika_instrumenttypes",
+                           "E2E Instrument type", {})
+    maker = s.get_or_create("Manufacturer", "/senaite/bika_setup/bika_manufacturers",
+                            "E2E Manufacturer", {})
+    instrument = s.get_or_create("Instrument", "/senaite/bika_setup/bika_instruments",
+                                 "E2E Instrument",
+                                 {"InstrumentType": kind["uid"], "Manufacturer": maker["uid"],
+                                  "Supplier": supplier["uid"], "Methods": [method["uid"]]})
     wst = s.get_or_create("WorksheetTemplate", "/senaite/bika_setup/bika_worksheettemplates",
                           "E2E Worksheet", {})
     rows = [("a", None), ("b", 1), ("c", 1), ("d", 1)]
-    s.edit(wst, ["Layout.", "NoOfPositions", "uids", "RestrictToMethod"],
+    s.edit(wst, ["Layout.", "NoOfPositions", "uids", "RestrictToMethod", "Instrument:list"],
            layout_rows(rows, blank_def, control_def)
            + [("uids:list", x["uid"]) for x in services]
-           + [("RestrictToMethod", method["uid"])])
+           + [("RestrictToMethod", method["uid"]), ("Instrument:list", instrument["uid"])])
 
 
 def seed_sticker_templates(s):
@@ -267,7 +277,7 @@ def main():
                             {"Name": "E2E Blank"})
     s.edit(blank, kinds, address("PhysicalAddress") + address("PostalAddress")
            + address("BillingAddress"))
-    seed_worksheet_template(s, [s1, s2])
+    seed_worksheet_template(s, [s1, s2], acme)
     seed_sticker_templates(s)
     return 0
 

@@ -1016,10 +1016,11 @@ fn number(v: Option<&Value>) -> Option<i64> {
 
 /// The WorksheetTemplates tests/e2e/seed_senaite1_extra.py saves through 1.3.5's edit form
 /// arrive as 2.6 Dexterity templates: `services` records with the 1.x `Service` uids,
-/// `restrict_to_method` the 1.x method, `num_of_positions` the layout's length and
-/// `template_layout` one row per 1.x row with its position and type, and only the reference
-/// or duplicate the type names (1.3.5 stores every select of every row). Read with
-/// senaite.jsonapi on 2.6; the source must have a blank, a control and a duplicate position.
+/// `restrict_to_method` and `instrument` the 1.x method and instrument, `num_of_positions`
+/// the layout's length and `template_layout` one row per 1.x row with its position and type,
+/// and only the reference or duplicate the type names (1.3.5 stores every select of every
+/// row). Read with senaite.jsonapi on 2.6; the source must have a method, an instrument and a
+/// blank, a control and a duplicate position.
 fn check_worksheet_templates(s: &Sites, src: &str) {
     let mut kinds = BTreeSet::new();
     for o in s.search(src, "WorksheetTemplate") {
@@ -1043,15 +1044,20 @@ fn check_worksheet_templates(s: &Sites, src: &str) {
             got_services, want_services,
             "WorksheetTemplate {title}: services"
         );
-        assert!(
-            uid_of(o.get("RestrictToMethod")).is_some(),
-            "the source's template is restricted to a method (seed_senaite1_extra.py)"
-        );
-        assert_eq!(
-            uid_of(got.get("restrict_to_method")),
-            uid_of(o.get("RestrictToMethod")),
-            "WorksheetTemplate {title}: restrict_to_method"
-        );
+        for (at, dx) in [
+            ("RestrictToMethod", "restrict_to_method"),
+            ("Instrument", "instrument"),
+        ] {
+            assert!(
+                uid_of(o.get(at)).is_some(),
+                "the source's template has a {at} (seed_senaite1_extra.py)"
+            );
+            assert_eq!(
+                uid_of(got.get(dx)),
+                uid_of(o.get(at)),
+                "WorksheetTemplate {title}: {dx}"
+            );
+        }
         let rows = o["Layout"].as_array().cloned().unwrap_or_default();
         let want: Vec<(i64, String, String, String, Option<i64>)> = rows
             .iter()
