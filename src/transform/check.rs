@@ -18,6 +18,7 @@ const OPS: &[&str] = &[
     "rename_workflow",
     "rename_fields",
     "drop_fields",
+    "copy_fields",
     "set_fields",
     "map_values",
     "move",
@@ -53,6 +54,7 @@ fn allowed(op: &str) -> &'static [&'static str] {
         "rename_type" | "rename_workflow" | "move" => &["from", "to"],
         "rename_fields" => &["types", "fields"],
         "drop_fields" => &["types", "fields"],
+        "copy_fields" => &["types", "fields"],
         "set_fields" => &["types", "values"],
         "map_values" => &["types", "field", "values", "function", "hidden_from"],
         "prefix_ids" => &["types", "prefix", "fields", "groups"],
@@ -187,6 +189,7 @@ impl Checker {
                 }
                 Op::RenameFields { types, fields }
             }
+            "copy_fields" => self.copy_fields(s)?,
             "drop_fields" => {
                 let types = self.strs(s, "types");
                 let fields = self.req_strs(s, "fields")?;
@@ -287,6 +290,30 @@ impl Checker {
             "split_partitions" => self.split_partitions(s)?,
             _ => return None,
         })
+    }
+
+    fn copy_fields(&mut self, s: &StepCtx<'_>) -> Option<Op> {
+        let types = self.strs(s, "types");
+        let mut fields = Vec::new();
+        for (k, v) in self.table(s, "fields", true)? {
+            let key = format!("fields.{k}");
+            self.not_identity(s, &key, k);
+            match v.as_str() {
+                Some(to) if !to.is_empty() && to != k => {
+                    self.not_identity(s, &key, to);
+                    fields.push((k.clone(), to.to_string()));
+                }
+                _ => self.at(s, &key, "must be a non-empty string naming another field"),
+            }
+        }
+        if fields.is_empty() {
+            self.at(
+                s,
+                "fields",
+                "needs at least one field { Source = \"target\" }",
+            );
+        }
+        Some(Op::CopyFields { types, fields })
     }
 
     fn nest_fields(&mut self, s: &StepCtx<'_>) -> Option<Op> {
@@ -465,6 +492,16 @@ impl Checker {
                 Some(MapFunction::TemplatePartitionsFromRecords)
             }
             Some(Some("address_records_from_types")) => Some(MapFunction::AddressRecordsFromTypes),
+            Some(Some("uid_records_from_references")) => {
+                Some(MapFunction::UidRecordsFromReferences)
+            }
+            Some(Some("length")) => Some(MapFunction::Length),
+            Some(Some("worksheet_layout_from_records")) => {
+                Some(MapFunction::WorksheetLayoutFromRecords)
+            }
+            Some(Some("sticker_templates_from_records")) => {
+                Some(MapFunction::StickerTemplatesFromRecords)
+            }
             Some(_) => {
                 self.at(
                     s,
@@ -472,7 +509,9 @@ impl Checker {
                     "one of seconds_from_duration, uids_from_references, uid_from_reference, \
                      lowercase, service_records_from_references, number_from_string, \
                      decimal_degrees_from_dms, template_services_from_analyses, \
-                     template_partitions_from_records, address_records_from_types",
+                     template_partitions_from_records, address_records_from_types, \
+                     uid_records_from_references, length, worksheet_layout_from_records, \
+                     sticker_templates_from_records",
                 );
                 None
             }

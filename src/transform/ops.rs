@@ -220,6 +220,22 @@ pub(crate) fn apply(steps: &[Step], ctx: &Context, o: &mut Obj) -> Result<Outcom
                     }
                 }
             }
+            Op::CopyFields { types, fields } => {
+                if of_type(types, o) {
+                    for (from, to) in fields {
+                        if !o.may_have(from) {
+                            continue;
+                        }
+                        let f = o.fields()?;
+                        // A file field's bytes are one `blobs` row: not copied.
+                        if let Some(v) = f.get(from).filter(|v| !is_file(v)).cloned() {
+                            f.insert(to.clone(), v);
+                            o.dirty = true;
+                            sync_title(o, to)?;
+                        }
+                    }
+                }
+            }
             Op::SetFields { types, values } => {
                 if of_type(types, o) {
                     for (k, v) in values {
@@ -618,6 +634,17 @@ fn apply_function(func: MapFunction, v: Value, hidden: &HashMap<String, bool>) -
         (MapFunction::TemplateServicesFromAnalyses, Value::Null) => Value::Array(Vec::new()),
         (MapFunction::TemplatePartitionsFromRecords, v) => super::records::template_partitions(v),
         (MapFunction::AddressRecordsFromTypes, v) => super::records::address_records(v),
+        (MapFunction::UidRecordsFromReferences, Value::Array(a)) => Value::Array(
+            a.iter()
+                .filter_map(uid_of)
+                .map(|uid| serde_json::json!({"uid": uid}))
+                .collect(),
+        ),
+        (MapFunction::UidRecordsFromReferences, Value::Null) => Value::Array(Vec::new()),
+        (MapFunction::Length, Value::Array(a)) => Value::from(a.len()),
+        (MapFunction::Length, Value::Null) => Value::from(0),
+        (MapFunction::WorksheetLayoutFromRecords, v) => super::records::worksheet_layout(v),
+        (MapFunction::StickerTemplatesFromRecords, v) => super::records::sticker_templates(v),
         (_, other) => other,
     }
 }
@@ -815,6 +842,61 @@ mod tests {
         assert_eq!(
             t.fields().unwrap()["Analyses"],
             serde_json::json!([{"uid": "a", "part_id": "part-2", "hidden": true}])
+        );
+    }
+
+    #[test]
+    fn copy_fields_copies_present_values_and_leaves_the_source() {
+        let steps = step(Op::CopyFields {
+            types: vec!["WorksheetTemplate".into()],
+            fields: vec![
+                ("Layout".into(), "NumOfPositions".into()),
+                ("Missing".into(), "other".into()),
+                ("File".into(), "file_copy".into()),
+            ],
+        });
+        let ctx = Context::default();
+        let layout = serde_json::json!([{"pos": "1", "type": "a"}]);
+        let file = serde_json::json!({"filename": "a.pdf", "sha256": "ab"});
+        let mut o = obj(
+            "WorksheetTemplate",
+            "/senaite/bika_setup/bika_worksheettemplates/worksheettemplate-1",
+            serde_json::json!({"Layout": layout, "NumOfPositions": 9, "File": file}),
+        );
+        apply(&steps, &ctx, &mut o).unwrap();
+        let f = o.fields().unwrap().clone();
+        assert_eq!(f.get("Layout"), Some(&layout));
+        assert_eq!(f.get("NumOfPositions"), Some(&layout));
+        assert!(!f.contains_key("other") && !f.contains_key("file_copy"));
+        assert!(o.dirty);
+
+        let mut other = obj(
+            "Client",
+            "/senaite/clients/client-1",
+            serde_json::json!({"Layout": 1}),
+        );
+        apply(&steps, &ctx, &mut other).unwrap();
+        assert!(!other.dirty && !other.fields().unwrap().contains_key("NumOfPositions"));
+    }
+
+    #[test]
+    fn uid_records_and_length_functions() {
+        let none = HashMap::new();
+        let refs = serde_json::json!([{"uid": "a", "url": "/x"}, "b", 3]);
+        assert_eq!(
+            apply_function(MapFunction::UidRecordsFromReferences, refs, &none),
+            serde_json::json!([{"uid": "a"}, {"uid": "b"}])
+        );
+        assert_eq!(
+            apply_function(MapFunction::UidRecordsFromReferences, Value::Null, &none),
+            serde_json::json!([])
+        );
+        let rows = serde_json::json!([{}, {}, {}]);
+        assert_eq!(apply_function(MapFunction::Length, rows, &none), 3);
+        assert_eq!(apply_function(MapFunction::Length, Value::Null, &none), 0);
+        assert_eq!(
+            apply_function(MapFunction::Length, Value::from("x"), &none),
+            "x"
         );
     }
 

@@ -97,6 +97,17 @@ pub(crate) enum MapFunction {
     /// 1.x addresses keyed by 2.6 address type to the 2.6 Organization `address` list of typed
     /// records, or null when all are empty (see `records::address_records`).
     AddressRecordsFromTypes,
+    /// A list of reference dicts (or uids) to records `[{uid}]` (2.6 WorksheetTemplate
+    /// `services`, as migrate_ws_template_to_dx writes them); null to `[]`.
+    UidRecordsFromReferences,
+    /// The number of items of a list (null: 0); other values stay.
+    Length,
+    /// 1.x WorksheetTemplate `Layout` rows to 2.6 `template_layout` rows (see
+    /// `records::worksheet_layout`).
+    WorksheetLayoutFromRecords,
+    /// 1.x SampleType `AdmittedStickerTemplates` records to the 2.6 record list (see
+    /// `records::sticker_templates`).
+    StickerTemplatesFromRecords,
 }
 
 impl MapFunction {
@@ -152,6 +163,14 @@ pub(crate) enum Op {
     DropFields {
         types: Vec<String>,
         fields: Vec<String>,
+    },
+    /// Copies fields to other names, the source staying (SENAITE 1.x WorksheetTemplate
+    /// `Layout` into the 2.6 `num_of_positions` a later `map_values` counts): (source,
+    /// target), in file order; a missing source (or a file field, whose bytes are one `blobs`
+    /// row) copies nothing, a present one replaces the target.
+    CopyFields {
+        types: Vec<String>,
+        fields: Vec<(String, String)>,
     },
     SetFields {
         types: Vec<String>,
@@ -575,6 +594,61 @@ mod tests {
             ),
             other => panic!("not map_values: {other:?}"),
         }
+    }
+
+    #[test]
+    fn copy_fields_is_checked() {
+        let p = problems(
+            r#"
+            name = "x"
+            [[steps]]
+            op = "copy_fields"
+            fields = { Layout = "Layout", uid = "u", Service = 3, Other = "path" }
+            extra = 1
+            "#,
+        );
+        let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+        for want in [
+            "fields.Layout",
+            "fields.uid",
+            "fields.Service",
+            "fields.Other",
+            "extra",
+        ] {
+            assert!(keys.contains(&want), "{want:?} missing: {p:?}");
+        }
+        assert!(
+            !problems("name = \"x\"\n[[steps]]\nop = \"copy_fields\"\nfields = {}\n").is_empty()
+        );
+        let ok = parse(
+            Path::new("p.toml"),
+            br#"
+            name = "x"
+            [[steps]]
+            op = "copy_fields"
+            types = ["WorksheetTemplate"]
+            fields = { Layout = "NumOfPositions" }
+            [[steps]]
+            op = "map_values"
+            field = "NumOfPositions"
+            function = "length"
+            "#,
+        )
+        .unwrap();
+        match &ok.steps[0].op {
+            Op::CopyFields { types, fields } => {
+                assert_eq!(types, &["WorksheetTemplate".to_string()]);
+                assert_eq!(fields, &[("Layout".into(), "NumOfPositions".into())]);
+            }
+            other => panic!("not copy_fields: {other:?}"),
+        }
+        assert!(matches!(
+            &ok.steps[1].op,
+            Op::MapValues {
+                function: Some(MapFunction::Length),
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! setup item (per type: count and titles) and user arrived, that whatever did not is listed in
 //! the load report, and that a second load finds everything unchanged; and that the composite
 //! setup values `tests/e2e/seed_senaite1_extra.py` sets through 1.3.5's edit forms (hidden
-//! services, template partitions, supplier addresses) arrive as 2.6 stores them. The 1.3 site
+//! services, template partitions, supplier addresses, worksheet template services and layout,
+//! admitted sticker templates) arrive as 2.6 stores them. The 1.3 site
 //! is only read.
 //!
 //! Always run (no instances): the recorded 1.3.5 responses (`data/fixtures/senaite1/`) against
@@ -495,6 +496,8 @@ fn a_senaite1_lab_arrives_in_senaite_26() {
     }
 
     check_composite_setup(&s, &src);
+    check_worksheet_templates(&s, &src);
+    check_sticker_templates(&s, &src);
 
     // Users: every user of the snapshot arrived; the seed's two with their roles.
     let users: Vec<String> = TableReader::read_all(&moved, &USERS)
@@ -987,6 +990,161 @@ fn check_composite_setup(s: &Sites, src: &str) {
         assert_eq!(got, want, "Supplier {}: addresses", o["title"]);
     }
     assert!(addresses > 0, "the source has a supplier with an address");
+}
+
+/// A 1.x number as records hold it (`"3"` or 3), or None.
+fn number(v: Option<&Value>) -> Option<i64> {
+    match v? {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// The WorksheetTemplates tests/e2e/seed_senaite1_extra.py saves through 1.3.5's edit form
+/// arrive as 2.6 Dexterity templates: `services` records with the 1.x `Service` uids,
+/// `restrict_to_method` and `instrument` the 1.x method and instrument, `num_of_positions`
+/// the layout's length and `template_layout` one row per 1.x row with its position and type,
+/// and only the reference or duplicate the type names (1.3.5 stores every select of every
+/// row). Read with senaite.jsonapi on 2.6; the source must have a method, an instrument and a
+/// blank, a control and a duplicate position.
+fn check_worksheet_templates(s: &Sites, src: &str) {
+    let mut kinds = BTreeSet::new();
+    for o in s.search(src, "WorksheetTemplate") {
+        let title = o["title"].as_str().unwrap_or("").to_string();
+        let got = s
+            .dest_get(o["uid"].as_str().unwrap())
+            .unwrap_or_else(|| panic!("WorksheetTemplate {title} is not on 2.6"));
+        let want_services: Vec<&str> = o["Service"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["uid"].as_str())
+            .collect();
+        let got_services: Vec<&str> = got["services"]
+            .as_array()
+            .unwrap_or_else(|| panic!("WorksheetTemplate {title}: services {}", got["services"]))
+            .iter()
+            .filter_map(|r| r["uid"].as_str())
+            .collect();
+        assert_eq!(
+            got_services, want_services,
+            "WorksheetTemplate {title}: services"
+        );
+        for (at, dx) in [
+            ("RestrictToMethod", "restrict_to_method"),
+            ("Instrument", "instrument"),
+        ] {
+            assert!(
+                uid_of(o.get(at)).is_some(),
+                "the source's template has a {at} (seed_senaite1_extra.py)"
+            );
+            assert_eq!(
+                uid_of(got.get(dx)),
+                uid_of(o.get(at)),
+                "WorksheetTemplate {title}: {dx}"
+            );
+        }
+        let rows = o["Layout"].as_array().cloned().unwrap_or_default();
+        let want: Vec<(i64, String, String, String, Option<i64>)> = rows
+            .iter()
+            .map(|r| {
+                let kind = r["type"].as_str().unwrap_or("a").to_string();
+                kinds.insert(kind.clone());
+                let pick = |k: &str, t: &str| {
+                    if kind == t {
+                        r[k].as_str().unwrap_or("").to_string()
+                    } else {
+                        String::new()
+                    }
+                };
+                let dup = (kind == "d").then(|| number(r.get("dup"))).flatten();
+                let pos = number(r.get("pos")).unwrap();
+                (
+                    pos,
+                    kind.clone(),
+                    pick("blank_ref", "b"),
+                    pick("control_ref", "c"),
+                    dup,
+                )
+            })
+            .collect();
+        let got_rows: Vec<(i64, String, String, String, Option<i64>)> = got["template_layout"]
+            .as_array()
+            .unwrap_or_else(|| panic!("WorksheetTemplate {title}: {}", got["template_layout"]))
+            .iter()
+            .map(|r| {
+                (
+                    r["pos"].as_i64().unwrap(),
+                    r["type"].as_str().unwrap().to_string(),
+                    first_uid(r.get("blank_ref")),
+                    first_uid(r.get("control_ref")),
+                    r["dup"].as_i64(),
+                )
+            })
+            .collect();
+        assert_eq!(got_rows, want, "WorksheetTemplate {title}: template_layout");
+        assert_eq!(
+            got["num_of_positions"].as_u64(),
+            Some(rows.len() as u64),
+            "WorksheetTemplate {title}: num_of_positions"
+        );
+    }
+    for k in ["b", "c", "d"] {
+        assert!(
+            kinds.contains(k),
+            "the source has a worksheet template position of type {k}: {kinds:?}"
+        );
+    }
+}
+
+/// SampleTypes' 1.x `AdmittedStickerTemplates` arrive in 2.6's `admitted_sticker_templates`:
+/// the admitted ids and the small and large defaults of the one 1.x record, or 2.6's default
+/// record (nothing admitted) when 1.x holds none. The source must have a sample type with
+/// admitted templates (tests/e2e/seed_senaite1_extra.py).
+fn check_sticker_templates(s: &Sites, src: &str) {
+    let mut admitted = 0;
+    let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+    for o in s.search(src, "SampleType") {
+        let title = o["title"].as_str().unwrap_or("").to_string();
+        let record = o["AdmittedStickerTemplates"]
+            .as_array()
+            .and_then(|a| a.first())
+            .cloned()
+            .unwrap_or(Value::Null);
+        let ids = |v: &Value| -> BTreeSet<String> {
+            v.as_array()
+                .into_iter()
+                .flatten()
+                .map(text)
+                .filter(|x| !x.is_empty())
+                .collect()
+        };
+        let want = (
+            ids(&record["admitted"]),
+            text(&record["small_default"]),
+            text(&record["large_default"]),
+        );
+        if !want.0.is_empty() {
+            admitted += 1;
+        }
+        let got = s.dest_get(o["uid"].as_str().unwrap()).unwrap();
+        let stickers = got["admitted_sticker_templates"]
+            .as_array()
+            .unwrap_or_else(|| panic!("SampleType {title}: {}", got["admitted_sticker_templates"]));
+        assert_eq!(stickers.len(), 1, "SampleType {title}: {stickers:?}");
+        let r = &stickers[0];
+        let got = (
+            ids(&r["admitted"]),
+            text(&r["small_default"]),
+            text(&r["large_default"]),
+        );
+        assert_eq!(got, want, "SampleType {title}: admitted sticker templates");
+    }
+    assert!(
+        admitted > 0,
+        "the source has a sample type with admitted sticker templates"
+    );
 }
 
 /// `extract --since` against the real 1.3.5: with nothing changed it re-reads every object's
