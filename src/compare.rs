@@ -140,6 +140,9 @@ pub fn compare_with(
         let (ev_all, av_all) = (e.value(), a.value());
         for key in ATTRIBUTES {
             let (ev, av) = (get(&ev_all, key), get(&av_all, key));
+            if rules.is_some_and(|r| r.skips_source_empty(key, &ev)) {
+                continue;
+            }
             let differs = match rules.map(|r| r.field(key).tolerance()) {
                 None => ev != av,
                 Some(None) => false,
@@ -172,6 +175,9 @@ pub fn compare_with(
         };
         let nested: &[String] = rules.map_or(&[], |r| r.nested_ignore());
         for (key, ev, av) in field_differences(ef, af, nested, rule) {
+            if rules.is_some_and(|r| r.skips_source_empty(key, &ev)) {
+                continue;
+            }
             push(&mut diffs, "field", key, ev, av);
         }
         for part in PARTS {
@@ -504,6 +510,60 @@ mod tests {
         let (s, with_rules) = compare_with(&expected, &actual, Some(&rules));
         assert_eq!(keys(with_rules), ["Note"]);
         assert_eq!(s.different, 1);
+    }
+
+    #[test]
+    fn source_empty_rules_compare_only_what_the_source_holds() {
+        use crate::load::records::{Record, RecordSet};
+        let set = |uid: &str, v: Value| {
+            let mut s = RecordSet::default();
+            s.index.insert(uid.into(), 0);
+            s.records.push(Record {
+                uid: uid.into(),
+                portal_type: "BatchFolder".into(),
+                path: "/senaite/batches".into(),
+                parent_uid: None,
+                parent_path: None,
+                json: v.to_string().into(),
+                load_hash: String::new(),
+                refs: Vec::new(),
+                blobs: Vec::new(),
+            });
+            s
+        };
+        let rules = crate::diff::Rules::from_toml(
+            "[fields.review_state]\nsource_empty = \"no workflow in the source\"\n\
+             [fields.VAT]\nsource_empty = \"a 2.6 default\"\n\
+             [tables.workflow_history]\nsource_empty = \"the source gives no history\"\n",
+            std::path::Path::new("rules.toml"),
+        )
+        .unwrap();
+        let row = json!([{"workflow": "w", "review_state": "active", "seq": 0, "actor": "admin"}]);
+        let actual = set(
+            "u1",
+            json!({"review_state": "active", "fields": {"VAT": "14.00"}, "workflow_history": row}),
+        );
+        // The source has no state, no VAT, no history: nothing to compare.
+        let empty = set("u1", json!({"review_state": null, "fields": {"VAT": ""}}));
+        let (s, d) = compare_with(&empty, &actual, Some(&rules));
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(s.equal, 1);
+        // Where the source has values they are compared: another state, VAT and history differ.
+        let other =
+            json!([{"workflow": "w", "review_state": "inactive", "seq": 0, "actor": "admin"}]);
+        let held = set(
+            "u1",
+            json!({"review_state": "inactive", "fields": {"VAT": "10.00"}, "workflow_history": other}),
+        );
+        let (_, d) = compare_with(&held, &actual, Some(&rules));
+        let keys: Vec<&str> = d.iter().map(|d| d.key.as_str()).collect();
+        assert_eq!(keys, ["review_state", "VAT", "workflow_history"]);
+        assert!(
+            rules
+                .ignored()
+                .iter()
+                .any(|i| i.name == "workflow_history rows (where the source object has none)")
+        );
     }
 
     #[test]

@@ -436,6 +436,9 @@ pub(crate) fn object_changes(
             old.get(*key).unwrap_or(&Value::Null),
             new.get(*key).unwrap_or(&Value::Null),
         );
+        if rules.skips_source_empty(key, o) {
+            continue;
+        }
         if !equal_within(o, n, &tol, &[]) {
             let kind = if *key == "review_state" {
                 "review_state"
@@ -462,6 +465,9 @@ pub(crate) fn object_changes(
             }
         };
         for (key, o, n) in field_differences(&of, &nf, rules.nested_ignore(), rule) {
+            if rules.skips_source_empty(key, &o) {
+                continue;
+            }
             out.push(Change::new("field", key, o, n));
         }
     }
@@ -477,6 +483,9 @@ pub(crate) fn row_changes(
     new: Vec<Map<String, Value>>,
     rules: &Rules,
 ) -> Vec<Change> {
+    if rules.skips_source_empty_rows(def.name, old.len()) {
+        return Vec::new();
+    }
     let key_of = |m: &Map<String, Value>| -> String {
         let parts: Vec<String> = keys
             .iter()
