@@ -557,3 +557,29 @@ fn rows_equal(
     }
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn source_empty_rules_leave_out_what_the_old_side_never_had() {
+        let rules = Rules::from_toml(
+            "[fields.review_state]\nsource_empty = \"no workflow in the source\"\n\
+             [fields.VAT]\nsource_empty = \"a 2.6 default\"\n",
+            std::path::Path::new("r.toml"),
+        )
+        .unwrap();
+        let map = |v: Value| v.as_object().unwrap().clone();
+        let new = map(json!({"review_state": "active", "fields": {"VAT": "14.00", "Note": "b"}}));
+        let old = map(json!({"review_state": null, "fields": {"VAT": "", "Note": "a"}}));
+        let keys = |c: Vec<Change>| -> Vec<String> { c.into_iter().map(|c| c.key).collect() };
+        assert_eq!(keys(object_changes(&old, &new, true, &rules)), ["Note"]);
+        let old = map(json!({"review_state": "inactive", "fields": {"VAT": "10.00", "Note": "b"}}));
+        assert_eq!(
+            keys(object_changes(&old, &new, true, &rules)),
+            ["review_state", "VAT"]
+        );
+    }
+}

@@ -593,6 +593,61 @@ mod tests {
     }
 
     #[test]
+    fn source_empty_rules_parse_and_name_their_mistakes() {
+        let rules = Rules::from_toml(
+            "[fields.VAT]\nsource_empty = \"a 2.6 default\"\n\
+             [tables.workflow_history]\nsource_empty = \"no history in the source\"\n",
+            Path::new("r.toml"),
+        )
+        .unwrap();
+        assert!(rules.skips_source_empty("VAT", &Value::Null));
+        assert!(rules.skips_source_empty("VAT", &Value::from("")));
+        assert!(!rules.skips_source_empty("VAT", &Value::from("10.00")));
+        assert!(!rules.skips_source_empty("Price", &Value::Null));
+        assert!(rules.skips_source_empty_rows("workflow_history", 0));
+        assert!(!rules.skips_source_empty_rows("workflow_history", 1));
+        assert!(!rules.skips_source_empty_rows("workflow_states", 0));
+        // The field stays compared (with the defaults) where the source has a value.
+        assert!(matches!(rules.field("VAT"), Resolved::Compare(_)));
+        let err = Rules::from_toml(
+            "[tables.users]\nsource_empty = \"x\"\n\
+             [tables.blobs]\nignore = \"x\"\n\
+             [fields.VAT]\nsource_empty = true\n",
+            Path::new("bad.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        for want in [
+            "bad.toml",
+            "unknown key `tables.users`",
+            "`tables.blobs` takes only source_empty",
+            "`fields.VAT.source_empty` must be the reason",
+        ] {
+            assert!(err.contains(want), "{want:?} not in {err}");
+        }
+    }
+
+    #[test]
+    fn shipped_verify_rules_load_and_give_every_entry_a_reason() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/verify");
+        let mut seen = 0;
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let p = e.path();
+            if p.extension().and_then(|x| x.to_str()) != Some("toml") {
+                continue;
+            }
+            let rules = Rules::load(&p).unwrap();
+            assert!(
+                rules.ignored().iter().all(|i| !i.reason.trim().is_empty()),
+                "{}",
+                p.display()
+            );
+            seen += 1;
+        }
+        assert!(seen >= 2, "pipelines/verify holds the 1.x and BIKA rules");
+    }
+
+    #[test]
     fn globs_match_like_shells() {
         assert!(glob_match("get*Title", "getClientTitle"));
         assert!(glob_match("*", "x"));

@@ -562,8 +562,9 @@ fn a_bika_lab_arrives_in_senaite_26() {
     // computed fields, 2.6 defaults, the receiver's one history entry) are all listed.
     let rules = root.join("pipelines/verify/bika31-to-senaite26.toml");
     let verify = |extra: &[&str]| {
-        let mut args = vec!["verify", "--url", &s.dest, "--json", "--state"];
+        let mut args = vec!["verify", "--url", &s.dest, "--json"];
         args.extend_from_slice(extra);
+        args.push("--state");
         let out = bin(&args, &[&state, &moved]).output().unwrap();
         let report: Value = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("verify: {e}: {}", String::from_utf8_lossy(&out.stderr)));
