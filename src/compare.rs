@@ -228,6 +228,9 @@ pub struct Tolerance {
     pub epsilon: f64,
     /// Date strings equal at this precision are equal.
     pub date_precision: DatePrecision,
+    /// `false` counts as no value (equal to `null`): an unset Archetypes boolean that one
+    /// side reads as `false` and the other as `null`. `true` is still compared.
+    pub false_is_null: bool,
 }
 
 impl Tolerance {
@@ -235,6 +238,7 @@ impl Tolerance {
     pub const EXACT: Tolerance = Tolerance {
         epsilon: 0.0,
         date_precision: DatePrecision::Exact,
+        false_is_null: false,
     };
 }
 
@@ -302,6 +306,7 @@ pub fn equal_within(a: &Value, b: &Value, tol: &Tolerance, skip_keys: &[String])
         Value::Null => true,
         Value::Array(x) => x.is_empty(),
         Value::Object(x) => x.is_empty(),
+        Value::Bool(false) => tol.false_is_null,
         _ => false,
     };
     if empty(a) && empty(b) {
@@ -585,6 +590,7 @@ mod tests {
         let eps = Tolerance {
             epsilon: 0.01,
             date_precision: DatePrecision::Exact,
+            false_is_null: false,
         };
         assert!(equal_within(&json!(1.004), &json!(1.0), &eps, &[]));
         assert!(equal_within(&json!("12.50"), &json!("12.5"), &eps, &[]));
@@ -595,9 +601,23 @@ mod tests {
             &[]
         ));
         assert!(!equal_within(&json!(1.02), &json!(1.0), &eps, &[]));
+        let unset = Tolerance {
+            false_is_null: true,
+            ..Tolerance::EXACT
+        };
+        assert!(equal_within(&json!(false), &json!(null), &unset, &[]));
+        assert!(!equal_within(&json!(true), &json!(null), &unset, &[]));
+        assert!(!equal_within(&json!(false), &json!(true), &unset, &[]));
+        assert!(!equal_within(
+            &json!(false),
+            &json!(null),
+            &Tolerance::EXACT,
+            &[]
+        ));
         let second = Tolerance {
             epsilon: 0.0,
             date_precision: DatePrecision::Second,
+            false_is_null: false,
         };
         let exact = "2026-11-26T15:25:07.609503";
         assert!(equal_within(
@@ -627,6 +647,7 @@ mod tests {
         let day = Tolerance {
             epsilon: 0.0,
             date_precision: DatePrecision::Day,
+            false_is_null: false,
         };
         assert!(equal_within(
             &json!("2026-11-26T23:59:59"),

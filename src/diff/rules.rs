@@ -48,6 +48,7 @@ struct Rule {
     source_empty: Option<Option<String>>,
     epsilon: Option<f64>,
     date_precision: Option<DatePrecision>,
+    false_is_null: Option<bool>,
 }
 
 impl Rule {
@@ -60,6 +61,9 @@ impl Rule {
         }
         if top.epsilon.is_some() {
             self.epsilon = top.epsilon;
+        }
+        if top.false_is_null.is_some() {
+            self.false_is_null = top.false_is_null;
         }
         if top.date_precision.is_some() {
             self.date_precision = top.date_precision;
@@ -248,6 +252,7 @@ impl Rules {
         Resolved::Compare(Tolerance {
             epsilon: rule.epsilon.unwrap_or(self.defaults.epsilon),
             date_precision: rule.date_precision.unwrap_or(self.defaults.date_precision),
+            false_is_null: rule.false_is_null.unwrap_or(self.defaults.false_is_null),
         })
     }
 
@@ -433,7 +438,11 @@ fn parse_tables(t: &toml::Table, layer: &mut Layer, problems: &mut Vec<String>) 
         let Some(rule) = parse_rule(v, &at, problems) else {
             continue;
         };
-        if rule.ignore.is_some() || rule.epsilon.is_some() || rule.date_precision.is_some() {
+        if rule.ignore.is_some()
+            || rule.epsilon.is_some()
+            || rule.date_precision.is_some()
+            || rule.false_is_null.is_some()
+        {
             problems.push(format!(
                 "`{at}` takes only source_empty (its columns have rules of their own)"
             ));
@@ -472,8 +481,12 @@ fn parse_rule(v: &toml::Value, at: &str, problems: &mut Vec<String>) -> Option<R
             },
             "epsilon" => rule.epsilon = parse_epsilon(v, &here, problems),
             "date_precision" => rule.date_precision = parse_precision(v, &here, problems),
+            "false_is_null" => match v {
+                toml::Value::Boolean(b) => rule.false_is_null = Some(*b),
+                _ => problems.push(format!("`{here}` must be true or false")),
+            },
             _ => problems.push(format!(
-                "unknown key `{here}` (expected ignore, source_empty, epsilon or date_precision)"
+                "unknown key `{here}` (expected ignore, source_empty, epsilon, date_precision or false_is_null)"
             )),
         }
     }
