@@ -392,7 +392,8 @@ pub struct VerifyArgs {
     pub jobs: usize,
     /// Compare under diff's rules (its defaults plus this TOML file: ignored fields with their
     /// reasons, tolerances, table columns) instead of verify's own short list: for a load into
-    /// another SENAITE version, e.g. pipelines/verify/senaite1-to-senaite26.toml.
+    /// another SENAITE version, e.g. pipelines/verify/senaite1-to-senaite26.toml or
+    /// pipelines/verify/bika31-to-senaite26.toml.
     #[arg(long = "rules", value_name = "FILE")]
     pub rules: Option<PathBuf>,
 }

@@ -140,6 +140,9 @@ pub fn compare_with(
         let (ev_all, av_all) = (e.value(), a.value());
         for key in ATTRIBUTES {
             let (ev, av) = (get(&ev_all, key), get(&av_all, key));
+            if rules.is_some_and(|r| r.skips_source_empty(key, &ev)) {
+                continue;
+            }
             let differs = match rules.map(|r| r.field(key).tolerance()) {
                 None => ev != av,
                 Some(None) => false,
@@ -172,6 +175,9 @@ pub fn compare_with(
         };
         let nested: &[String] = rules.map_or(&[], |r| r.nested_ignore());
         for (key, ev, av) in field_differences(ef, af, nested, rule) {
+            if rules.is_some_and(|r| r.skips_source_empty(key, &ev)) {
+                continue;
+            }
             push(&mut diffs, "field", key, ev, av);
         }
         for part in PARTS {
@@ -222,6 +228,9 @@ pub struct Tolerance {
     pub epsilon: f64,
     /// Date strings equal at this precision are equal.
     pub date_precision: DatePrecision,
+    /// `false` counts as no value (equal to `null`): an unset Archetypes boolean that one
+    /// side reads as `false` and the other as `null`. `true` is still compared.
+    pub false_is_null: bool,
 }
 
 impl Tolerance {
@@ -229,6 +238,7 @@ impl Tolerance {
     pub const EXACT: Tolerance = Tolerance {
         epsilon: 0.0,
         date_precision: DatePrecision::Exact,
+        false_is_null: false,
     };
 }
 
@@ -296,6 +306,7 @@ pub fn equal_within(a: &Value, b: &Value, tol: &Tolerance, skip_keys: &[String])
         Value::Null => true,
         Value::Array(x) => x.is_empty(),
         Value::Object(x) => x.is_empty(),
+        Value::Bool(false) => tol.false_is_null,
         _ => false,
     };
     if empty(a) && empty(b) {
@@ -507,6 +518,60 @@ mod tests {
     }
 
     #[test]
+    fn source_empty_rules_compare_only_what_the_source_holds() {
+        use crate::load::records::{Record, RecordSet};
+        let set = |uid: &str, v: Value| {
+            let mut s = RecordSet::default();
+            s.index.insert(uid.into(), 0);
+            s.records.push(Record {
+                uid: uid.into(),
+                portal_type: "BatchFolder".into(),
+                path: "/senaite/batches".into(),
+                parent_uid: None,
+                parent_path: None,
+                json: v.to_string().into(),
+                load_hash: String::new(),
+                refs: Vec::new(),
+                blobs: Vec::new(),
+            });
+            s
+        };
+        let rules = crate::diff::Rules::from_toml(
+            "[fields.review_state]\nsource_empty = \"no workflow in the source\"\n\
+             [fields.VAT]\nsource_empty = \"a 2.6 default\"\n\
+             [tables.workflow_history]\nsource_empty = \"the source gives no history\"\n",
+            std::path::Path::new("rules.toml"),
+        )
+        .unwrap();
+        let row = json!([{"workflow": "w", "review_state": "active", "seq": 0, "actor": "admin"}]);
+        let actual = set(
+            "u1",
+            json!({"review_state": "active", "fields": {"VAT": "14.00"}, "workflow_history": row}),
+        );
+        // The source has no state, no VAT, no history: nothing to compare.
+        let empty = set("u1", json!({"review_state": null, "fields": {"VAT": ""}}));
+        let (s, d) = compare_with(&empty, &actual, Some(&rules));
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(s.equal, 1);
+        // Where the source has values they are compared: another state, VAT and history differ.
+        let other =
+            json!([{"workflow": "w", "review_state": "inactive", "seq": 0, "actor": "admin"}]);
+        let held = set(
+            "u1",
+            json!({"review_state": "inactive", "fields": {"VAT": "10.00"}, "workflow_history": other}),
+        );
+        let (_, d) = compare_with(&held, &actual, Some(&rules));
+        let keys: Vec<&str> = d.iter().map(|d| d.key.as_str()).collect();
+        assert_eq!(keys, ["review_state", "VAT", "workflow_history"]);
+        assert!(
+            rules
+                .ignored()
+                .iter()
+                .any(|i| i.name == "workflow_history rows (where the source object has none)")
+        );
+    }
+
+    #[test]
     fn empty_values_and_numbers_compare_loosely() {
         assert!(same_value(&json!(null), &json!({})));
         assert!(same_value(&json!([]), &json!(null)));
@@ -525,6 +590,7 @@ mod tests {
         let eps = Tolerance {
             epsilon: 0.01,
             date_precision: DatePrecision::Exact,
+            false_is_null: false,
         };
         assert!(equal_within(&json!(1.004), &json!(1.0), &eps, &[]));
         assert!(equal_within(&json!("12.50"), &json!("12.5"), &eps, &[]));
@@ -535,9 +601,23 @@ mod tests {
             &[]
         ));
         assert!(!equal_within(&json!(1.02), &json!(1.0), &eps, &[]));
+        let unset = Tolerance {
+            false_is_null: true,
+            ..Tolerance::EXACT
+        };
+        assert!(equal_within(&json!(false), &json!(null), &unset, &[]));
+        assert!(!equal_within(&json!(true), &json!(null), &unset, &[]));
+        assert!(!equal_within(&json!(false), &json!(true), &unset, &[]));
+        assert!(!equal_within(
+            &json!(false),
+            &json!(null),
+            &Tolerance::EXACT,
+            &[]
+        ));
         let second = Tolerance {
             epsilon: 0.0,
             date_precision: DatePrecision::Second,
+            false_is_null: false,
         };
         let exact = "2026-11-26T15:25:07.609503";
         assert!(equal_within(
@@ -567,6 +647,7 @@ mod tests {
         let day = Tolerance {
             epsilon: 0.0,
             date_precision: DatePrecision::Day,
+            false_is_null: false,
         };
         assert!(equal_within(
             &json!("2026-11-26T23:59:59"),

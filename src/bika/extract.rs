@@ -1091,9 +1091,7 @@ fn read_users(client: &SenaiteClient) -> Result<SiteRecords> {
                 m
             });
             if let Value::Object(extra) = item {
-                for (k, v) in extra {
-                    u.entry(k.clone()).or_insert(v.clone());
-                }
+                merge_user(u, extra);
             }
         }
     }
@@ -1103,9 +1101,51 @@ fn read_users(client: &SenaiteClient) -> Result<SiteRecords> {
     })
 }
 
+/// Adds a routes `/users` item to a user read from `getusers`: keys it lacks are added, and
+/// its `roles` (the user's whole `getRoles()`, with the implicit `Authenticated` that
+/// `getusers` never lists, as senaite.jsonapi's `/users` lists it) are joined to the roles
+/// found per role, sorted.
+fn merge_user(user: &mut Map<String, Value>, item: &Map<String, Value>) {
+    for (k, v) in item {
+        if k == "roles" {
+            let mut roles: Vec<String> = user
+                .get("roles")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .chain(v.as_array().into_iter().flatten())
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect();
+            roles.sort();
+            roles.dedup();
+            user.insert(
+                "roles".into(),
+                Value::Array(roles.into_iter().map(Value::from).collect()),
+            );
+        } else {
+            user.entry(k.clone()).or_insert(v.clone());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn routes_roles_join_the_roles_found_per_role() {
+        let mut user = json!({"username": "analyst1", "fullname": "A", "roles": ["Analyst"]})
+            .as_object()
+            .unwrap()
+            .clone();
+        let item = json!({"username": "analyst1", "fullname": "", "email": "a@example.com",
+            "roles": ["Authenticated", "Analyst"]});
+        merge_user(&mut user, item.as_object().unwrap());
+        assert_eq!(user["roles"], json!(["Analyst", "Authenticated"]));
+        assert_eq!(user["fullname"], "A", "getusers' full name is kept");
+        assert_eq!(user["email"], "a@example.com");
+    }
 
     #[test]
     fn file_fields_left_out_mean_bytes() {

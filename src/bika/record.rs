@@ -151,7 +151,9 @@ pub fn normalize(raw: &Map<String, Value>, known: &Known) -> Map<String, Value> 
         let id = text("getId").unwrap_or_else(|| path.rsplit('/').next().unwrap_or("").into());
         out.insert("id".into(), Value::from(id));
     }
-    let title = text("title").or_else(|| text("Title"));
+    // `Title()`, as senaite.jsonapi gives `title` (an Attachment's is its id in BIKA 3.1 and in
+    // SENAITE 2.6 alike, whatever its stored title field holds), else the stored title.
+    let title = text("Title").or_else(|| text("title"));
     out.insert("title".into(), title.map_or(Value::Null, Value::from));
     for (to, from) in [
         ("created", "creation_date"),

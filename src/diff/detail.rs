@@ -436,6 +436,9 @@ pub(crate) fn object_changes(
             old.get(*key).unwrap_or(&Value::Null),
             new.get(*key).unwrap_or(&Value::Null),
         );
+        if rules.skips_source_empty(key, o) {
+            continue;
+        }
         if !equal_within(o, n, &tol, &[]) {
             let kind = if *key == "review_state" {
                 "review_state"
@@ -462,6 +465,9 @@ pub(crate) fn object_changes(
             }
         };
         for (key, o, n) in field_differences(&of, &nf, rules.nested_ignore(), rule) {
+            if rules.skips_source_empty(key, &o) {
+                continue;
+            }
             out.push(Change::new("field", key, o, n));
         }
     }
@@ -477,6 +483,9 @@ pub(crate) fn row_changes(
     new: Vec<Map<String, Value>>,
     rules: &Rules,
 ) -> Vec<Change> {
+    if rules.skips_source_empty_rows(def.name, old.len()) {
+        return Vec::new();
+    }
     let key_of = |m: &Map<String, Value>| -> String {
         let parts: Vec<String> = keys
             .iter()
@@ -547,4 +556,30 @@ fn rows_equal(
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn source_empty_rules_leave_out_what_the_old_side_never_had() {
+        let rules = Rules::from_toml(
+            "[fields.review_state]\nsource_empty = \"no workflow in the source\"\n\
+             [fields.VAT]\nsource_empty = \"a 2.6 default\"\n",
+            std::path::Path::new("r.toml"),
+        )
+        .unwrap();
+        let map = |v: Value| v.as_object().unwrap().clone();
+        let new = map(json!({"review_state": "active", "fields": {"VAT": "14.00", "Note": "b"}}));
+        let old = map(json!({"review_state": null, "fields": {"VAT": "", "Note": "a"}}));
+        let keys = |c: Vec<Change>| -> Vec<String> { c.into_iter().map(|c| c.key).collect() };
+        assert_eq!(keys(object_changes(&old, &new, true, &rules)), ["Note"]);
+        let old = map(json!({"review_state": "inactive", "fields": {"VAT": "10.00", "Note": "b"}}));
+        assert_eq!(
+            keys(object_changes(&old, &new, true, &rules)),
+            ["review_state", "VAT"]
+        );
+    }
 }

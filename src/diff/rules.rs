@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::compare::{DatePrecision, IGNORED_FIELDS, Tolerance};
 use crate::error::{Error, Result};
@@ -30,6 +31,10 @@ const COLUMN_TABLES: &[&TableDef] = &[
     &SETTINGS,
 ];
 
+/// Per-object tables whose rows `[tables.TABLE]` may name.
+const TABLE_RULE_TABLES: &[&TableDef] =
+    &[&WORKFLOW_HISTORY, &WORKFLOW_STATES, &LOCAL_ROLES, &BLOBS];
+
 /// JSON-text columns whose keys a rule may name as `COLUMN.KEY`.
 const JSON_COLUMNS: &[&str] = &["properties", "extra"];
 
@@ -38,8 +43,12 @@ const JSON_COLUMNS: &[&str] = &["properties", "extra"];
 struct Rule {
     /// `Some(Some(reason))` ignores, `Some(None)` compares again (`ignore = false`).
     ignore: Option<Option<String>>,
+    /// `Some(Some(reason))`: compared only where the source side (diff's old snapshot,
+    /// verify's loaded snapshot) holds a value; `Some(None)` everywhere again.
+    source_empty: Option<Option<String>>,
     epsilon: Option<f64>,
     date_precision: Option<DatePrecision>,
+    false_is_null: Option<bool>,
 }
 
 impl Rule {
@@ -47,8 +56,14 @@ impl Rule {
         if top.ignore.is_some() {
             self.ignore = top.ignore.clone();
         }
+        if top.source_empty.is_some() {
+            self.source_empty = top.source_empty.clone();
+        }
         if top.epsilon.is_some() {
             self.epsilon = top.epsilon;
+        }
+        if top.false_is_null.is_some() {
+            self.false_is_null = top.false_is_null;
         }
         if top.date_precision.is_some() {
             self.date_precision = top.date_precision;
@@ -76,6 +91,8 @@ pub struct Rules {
     fields: BTreeMap<String, Rule>,
     /// Column rules by `TABLE.COLUMN[.KEY]`.
     columns: BTreeMap<String, Rule>,
+    /// Rules of an object's rows of a per-object table, by table name.
+    tables: BTreeMap<String, Rule>,
 }
 
 /// What applies to one field or column.
@@ -105,6 +122,7 @@ impl Default for Rules {
             nested_ignore: Vec::new(),
             fields: BTreeMap::new(),
             columns: BTreeMap::new(),
+            tables: BTreeMap::new(),
         };
         for (name, reason) in IGNORED_FIELDS {
             rules.fields.insert(
@@ -132,6 +150,7 @@ struct Layer {
     nested_ignore: Option<Vec<String>>,
     fields: BTreeMap<String, Rule>,
     columns: BTreeMap<String, Rule>,
+    tables: BTreeMap<String, Rule>,
 }
 
 impl Rules {
@@ -173,6 +192,9 @@ impl Rules {
         for (name, rule) in layer.columns {
             self.columns.entry(name).or_default().overlay(&rule);
         }
+        for (name, rule) in layer.tables {
+            self.tables.entry(name).or_default().overlay(&rule);
+        }
     }
 
     /// Keys dropped at any depth inside field values.
@@ -182,13 +204,37 @@ impl Rules {
 
     /// What applies to a field of `objects.fields` (or an `objects` column of that name).
     pub fn field(&self, name: &str) -> Resolved {
-        let rule = self.fields.get(name).or_else(|| {
+        self.resolve(self.field_rule(name))
+    }
+
+    /// Whether a field or attribute that the source side (`old`) leaves without a value is
+    /// left out (`source_empty`): the destination holds a value the source never had, such as
+    /// a default or a state of a newer version, so there is nothing the source could lose.
+    /// Where the source has a value, it is compared as usual.
+    pub fn skips_source_empty(&self, name: &str, old: &Value) -> bool {
+        is_no_value(old)
+            && self
+                .field_rule(name)
+                .is_some_and(|r| matches!(r.source_empty, Some(Some(_))))
+    }
+
+    /// Whether an object's rows of the per-object table `table` are left out when the source
+    /// side (`old`) has none of them (`[tables.TABLE] source_empty`).
+    pub fn skips_source_empty_rows(&self, table: &str, old_rows: usize) -> bool {
+        old_rows == 0
+            && self
+                .tables
+                .get(table)
+                .is_some_and(|r| matches!(r.source_empty, Some(Some(_))))
+    }
+
+    fn field_rule(&self, name: &str) -> Option<&Rule> {
+        self.fields.get(name).or_else(|| {
             self.fields
                 .iter()
                 .find(|(pattern, _)| pattern.contains('*') && glob_match(pattern, name))
                 .map(|(_, r)| r)
-        });
-        self.resolve(rule)
+        })
     }
 
     /// What applies to a column (`TABLE.COLUMN` or `TABLE.COLUMN.KEY`).
@@ -206,6 +252,7 @@ impl Rules {
         Resolved::Compare(Tolerance {
             epsilon: rule.epsilon.unwrap_or(self.defaults.epsilon),
             date_precision: rule.date_precision.unwrap_or(self.defaults.date_precision),
+            false_is_null: rule.false_is_null.unwrap_or(self.defaults.false_is_null),
         })
     }
 
@@ -219,7 +266,20 @@ impl Rules {
                         name: format!("{prefix}{name}"),
                         reason: reason.clone(),
                     });
+                } else if let Some(Some(reason)) = &rule.source_empty {
+                    out.push(Ignored {
+                        name: format!("{prefix}{name} (where the source has none)"),
+                        reason: reason.clone(),
+                    });
                 }
+            }
+        }
+        for (name, rule) in &self.tables {
+            if let Some(Some(reason)) = &rule.source_empty {
+                out.push(Ignored {
+                    name: format!("{name} rows (where the source object has none)"),
+                    reason: reason.clone(),
+                });
             }
         }
         for key in &self.nested_ignore {
@@ -230,6 +290,17 @@ impl Rules {
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
+    }
+}
+
+/// JSON `null`, `""`, `{}` and `[]`: a field or attribute without a value.
+fn is_no_value(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        _ => false,
     }
 }
 
@@ -280,11 +351,12 @@ fn parse_layer(text: &str, origin: &Path) -> Result<Layer> {
                 }
             }
             ("columns", toml::Value::Table(t)) => parse_columns(t, &mut layer, &mut problems),
-            ("defaults" | "fields" | "columns", _) => {
+            ("tables", toml::Value::Table(t)) => parse_tables(t, &mut layer, &mut problems),
+            ("defaults" | "fields" | "columns" | "tables", _) => {
                 problems.push(format!("`{key}` must be a table"));
             }
             _ => problems.push(format!(
-                "unknown key `{key}` (expected defaults, fields or columns)"
+                "unknown key `{key}` (expected defaults, fields, columns or tables)"
             )),
         }
     }
@@ -351,6 +423,35 @@ fn parse_columns(t: &toml::Table, layer: &mut Layer, problems: &mut Vec<String>)
     }
 }
 
+/// `[tables.TABLE]`: an object's rows of a per-object table, with `source_empty` only.
+fn parse_tables(t: &toml::Table, layer: &mut Layer, problems: &mut Vec<String>) {
+    for (table, v) in t {
+        let at = format!("tables.{table}");
+        if !TABLE_RULE_TABLES.iter().any(|d| d.name == table) {
+            let names: Vec<&str> = TABLE_RULE_TABLES.iter().map(|d| d.name).collect();
+            problems.push(format!(
+                "unknown key `{at}` (expected one of {})",
+                names.join(", ")
+            ));
+            continue;
+        }
+        let Some(rule) = parse_rule(v, &at, problems) else {
+            continue;
+        };
+        if rule.ignore.is_some()
+            || rule.epsilon.is_some()
+            || rule.date_precision.is_some()
+            || rule.false_is_null.is_some()
+        {
+            problems.push(format!(
+                "`{at}` takes only source_empty (its columns have rules of their own)"
+            ));
+            continue;
+        }
+        layer.tables.insert(table.clone(), rule);
+    }
+}
+
 fn parse_rule(v: &toml::Value, at: &str, problems: &mut Vec<String>) -> Option<Rule> {
     let Some(t) = v.as_table() else {
         problems.push(format!("`{at}` must be a table"));
@@ -369,10 +470,23 @@ fn parse_rule(v: &toml::Value, at: &str, problems: &mut Vec<String>) -> Option<R
                     "`{here}` must be the reason (a non-empty string) or false"
                 )),
             },
+            "source_empty" => match v {
+                toml::Value::String(reason) if !reason.trim().is_empty() => {
+                    rule.source_empty = Some(Some(reason.clone()));
+                }
+                toml::Value::Boolean(false) => rule.source_empty = Some(None),
+                _ => problems.push(format!(
+                    "`{here}` must be the reason (a non-empty string) or false"
+                )),
+            },
             "epsilon" => rule.epsilon = parse_epsilon(v, &here, problems),
             "date_precision" => rule.date_precision = parse_precision(v, &here, problems),
+            "false_is_null" => match v {
+                toml::Value::Boolean(b) => rule.false_is_null = Some(*b),
+                _ => problems.push(format!("`{here}` must be true or false")),
+            },
             _ => problems.push(format!(
-                "unknown key `{here}` (expected ignore, epsilon or date_precision)"
+                "unknown key `{here}` (expected ignore, source_empty, epsilon, date_precision or false_is_null)"
             )),
         }
     }
@@ -489,6 +603,61 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("bad.toml"), "{err}");
+    }
+
+    #[test]
+    fn source_empty_rules_parse_and_name_their_mistakes() {
+        let rules = Rules::from_toml(
+            "[fields.VAT]\nsource_empty = \"a 2.6 default\"\n\
+             [tables.workflow_history]\nsource_empty = \"no history in the source\"\n",
+            Path::new("r.toml"),
+        )
+        .unwrap();
+        assert!(rules.skips_source_empty("VAT", &Value::Null));
+        assert!(rules.skips_source_empty("VAT", &Value::from("")));
+        assert!(!rules.skips_source_empty("VAT", &Value::from("10.00")));
+        assert!(!rules.skips_source_empty("Price", &Value::Null));
+        assert!(rules.skips_source_empty_rows("workflow_history", 0));
+        assert!(!rules.skips_source_empty_rows("workflow_history", 1));
+        assert!(!rules.skips_source_empty_rows("workflow_states", 0));
+        // The field stays compared (with the defaults) where the source has a value.
+        assert!(matches!(rules.field("VAT"), Resolved::Compare(_)));
+        let err = Rules::from_toml(
+            "[tables.users]\nsource_empty = \"x\"\n\
+             [tables.blobs]\nignore = \"x\"\n\
+             [fields.VAT]\nsource_empty = true\n",
+            Path::new("bad.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        for want in [
+            "bad.toml",
+            "unknown key `tables.users`",
+            "`tables.blobs` takes only source_empty",
+            "`fields.VAT.source_empty` must be the reason",
+        ] {
+            assert!(err.contains(want), "{want:?} not in {err}");
+        }
+    }
+
+    #[test]
+    fn shipped_verify_rules_load_and_give_every_entry_a_reason() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/verify");
+        let mut seen = 0;
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let p = e.path();
+            if p.extension().and_then(|x| x.to_str()) != Some("toml") {
+                continue;
+            }
+            let rules = Rules::load(&p).unwrap();
+            assert!(
+                rules.ignored().iter().all(|i| !i.reason.trim().is_empty()),
+                "{}",
+                p.display()
+            );
+            seen += 1;
+        }
+        assert!(seen >= 2, "pipelines/verify holds the 1.x and BIKA rules");
     }
 
     #[test]

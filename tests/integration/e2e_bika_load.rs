@@ -555,6 +555,49 @@ fn a_bika_lab_arrives_in_senaite_26() {
             "user {user} arrived without its role {role}: {roles:?}"
         );
     }
+
+    // Proof that it arrived: `verify` re-reads SENAITE 2.6 and compares every object, field,
+    // state, local role, file and user with the transformed snapshot. With the shipped BIKA
+    // rules nothing differs; without them the values BIKA and 2.6 hold differently (BIKA's
+    // computed fields, 2.6 defaults, the receiver's one history entry) are all listed.
+    let rules = root.join("pipelines/verify/bika31-to-senaite26.toml");
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["verify", "--url", &s.dest, "--json"];
+        args.extend_from_slice(extra);
+        args.push("--state");
+        let out = bin(&args, &[&state, &moved]).output().unwrap();
+        let report: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("verify: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code(), report)
+    };
+    let (code, report) = verify(&["--rules", rules.to_str().unwrap()]);
+    assert_eq!(
+        code,
+        Some(0),
+        "verify with the BIKA rules: {:#} {:#}",
+        report["differences"],
+        report["principals"]
+    );
+    assert!(
+        report["summary"]["objects"].as_u64().unwrap() as usize + rejected.len() >= rows.len(),
+        "{:#}",
+        report["summary"]
+    );
+    let (code, report) = verify(&[]);
+    assert_eq!(
+        code,
+        Some(1),
+        "without the rules the BIKA/2.6 differences show"
+    );
+    let keys: BTreeSet<&str> = report["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["key"].as_str())
+        .collect();
+    for key in ["workflow_history", "ServiceUID", "created"] {
+        assert!(keys.contains(key), "{key} not listed: {keys:?}");
+    }
 }
 
 /// The shipped pipeline through the real transform engine, on an extract of recorded BIKA
