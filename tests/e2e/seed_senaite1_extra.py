@@ -7,7 +7,8 @@ make, set the way a 1.3.5 user sets them: through the sites' own Archetypes edit
     python3 tests/e2e/seed_senaite1_extra.py http://127.0.0.1:8296/senaite [--user admin --password admin]
 
 Get-or-create by title through senaite.jsonapi 1.2.4, then one edit-form save each:
-  - a Container "E2E Glass bottle" and a Preservation "E2E Cool";
+  - a Container "E2E Glass bottle", a Preservation "E2E Cool" and a Container "E2E
+    Pre-preserved jar", pre-preserved with that preservation;
   - an AnalysisProfile "E2E Metals" with two services, the first hidden
     (AnalysisServicesSettings [{uid, hidden}]);
   - an ARTemplate "E2E Routine" with the same services, the second hidden and in partition
@@ -244,6 +245,11 @@ def main():
                                 "E2E Glass bottle", {"Capacity": "1000 ml"})
     preservation = s.get_or_create("Preservation", "/senaite/bika_setup/bika_preservations",
                                    "E2E Cool", {"Category": "field"})
+    # A pre-preserved container (2.6 requires its preservation): PrePreserved -> pre_preserved.
+    jar = s.get_or_create("Container", "/senaite/bika_setup/bika_containers",
+                          "E2E Pre-preserved jar", {"Capacity": "250 ml"})
+    s.edit(jar, ["PrePreserved", "Preservation"],
+           [("PrePreserved:boolean", "on"), ("Preservation:list", preservation["uid"])])
 
     # The analyses widgets of profile and template post the selected services as `uids`,
     # the hidden ones as `Hidden.<uid>` = "on" and (template) `Partition.<uid>`.

@@ -498,6 +498,7 @@ fn a_senaite1_lab_arrives_in_senaite_26() {
     check_composite_setup(&s, &src);
     check_worksheet_templates(&s, &src);
     check_sticker_templates(&s, &src);
+    check_containers(&s, &src);
 
     // Users: every user of the snapshot arrived; the seed's two with their roles.
     let users: Vec<String> = TableReader::read_all(&moved, &USERS)
@@ -990,6 +991,46 @@ fn check_composite_setup(s: &Sites, src: &str) {
         assert_eq!(got, want, "Supplier {}: addresses", o["title"]);
     }
     assert!(addresses > 0, "the source has a supplier with an address");
+}
+
+/// Every 1.x Container arrives as a 2.6 SampleContainer with its pre-preserved flag
+/// (`PrePreserved` -> `pre_preserved`) and, when pre-preserved, its preservation. Read with
+/// plone.restapi on 2.6 (the stored Dexterity values); the source must have a pre-preserved
+/// container (tests/e2e/seed_senaite1_extra.py).
+fn check_containers(s: &Sites, src: &str) {
+    let mut pre_preserved = 0;
+    for o in s.search(src, "Container") {
+        let title = o["title"].as_str().unwrap_or("").to_string();
+        let uid = o["uid"].as_str().unwrap();
+        let path = s
+            .dest_get(uid)
+            .unwrap_or_else(|| panic!("Container {title} is not on 2.6"))["path"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let got = s.dest_rest(&path);
+        let want = o["PrePreserved"].as_bool().unwrap_or(false);
+        assert_eq!(
+            got["pre_preserved"].as_bool().unwrap_or(false),
+            want,
+            "Container {title}: pre_preserved {} (1.x PrePreserved {})",
+            got["pre_preserved"],
+            o["PrePreserved"]
+        );
+        if want {
+            pre_preserved += 1;
+            let want_uid = o["Preservation"]["uid"].as_str().unwrap_or("");
+            assert!(
+                !want_uid.is_empty() && got["preservation"].to_string().contains(want_uid),
+                "Container {title}: preservation {} (1.x {want_uid})",
+                got["preservation"]
+            );
+        }
+    }
+    assert!(
+        pre_preserved > 0,
+        "the source has a pre-preserved container"
+    );
 }
 
 /// A 1.x number as records hold it (`"3"` or 3), or None.
