@@ -161,3 +161,39 @@ pub fn json_of(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
+
+/// The `report.json` a load wrote into its state directory.
+pub fn load_report(state: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(state.join("report.json")).unwrap()).unwrap()
+}
+
+/// The records a finished load rejected (uid -> "type path error"), from its report; asserts
+/// the load exited 0 or 1, and 1 exactly when it rejected something.
+pub fn load_rejections(
+    out: &std::process::Output,
+    state: &Path,
+) -> std::collections::BTreeMap<String, String> {
+    let code = out.status.code();
+    assert!(
+        code == Some(0) || code == Some(1),
+        "load exit {code:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rejected: std::collections::BTreeMap<String, String> = load_report(state)["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["uid"].as_str().unwrap().to_string(),
+                format!("{} {} {}", r["portal_type"], r["path"], r["error"]),
+            )
+        })
+        .collect();
+    assert_eq!(
+        code == Some(1),
+        !rejected.is_empty(),
+        "exit 1 exactly when the report lists rejected records"
+    );
+    rejected
+}
