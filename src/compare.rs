@@ -484,27 +484,40 @@ fn is_utc(zone: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A record set of one record with these fields.
+    fn one_record(
+        uid: &str,
+        portal_type: &str,
+        path: &str,
+        fields: &Value,
+    ) -> crate::load::records::RecordSet {
+        let mut s = crate::load::records::RecordSet::default();
+        s.index.insert(uid.into(), 0);
+        s.records.push(crate::load::records::Record {
+            uid: uid.into(),
+            portal_type: portal_type.into(),
+            path: path.into(),
+            parent_uid: None,
+            parent_path: None,
+            json: fields.to_string().into(),
+            load_hash: String::new(),
+            refs: Vec::new(),
+            blobs: Vec::new(),
+        });
+        s
+    }
     use serde_json::json;
 
     #[test]
     fn rules_leave_out_and_widen_what_verify_compares() {
-        use crate::load::records::{Record, RecordSet};
         let set = |v: Value| {
-            let rec = Record {
-                uid: "u1".into(),
-                portal_type: "SamplePoint".into(),
-                path: "/senaite/setup/samplepoints/samplepoint-1".into(),
-                parent_uid: None,
-                parent_path: None,
-                json: v.to_string().into(),
-                load_hash: String::new(),
-                refs: Vec::new(),
-                blobs: Vec::new(),
-            };
-            let mut s = RecordSet::default();
-            s.index.insert("u1".into(), 0);
-            s.records.push(rec);
-            s
+            one_record(
+                "u1",
+                "SamplePoint",
+                "/senaite/setup/samplepoints/samplepoint-1",
+                &v,
+            )
         };
         let expected = set(json!({"parent_uid": null, "title": "River",
             "fields": {"location": {"latitude": "41.38625"}, "sortable_title": null, "Note": "a"},
@@ -539,23 +552,7 @@ mod tests {
 
     #[test]
     fn source_empty_rules_compare_only_what_the_source_holds() {
-        use crate::load::records::{Record, RecordSet};
-        let set = |uid: &str, v: Value| {
-            let mut s = RecordSet::default();
-            s.index.insert(uid.into(), 0);
-            s.records.push(Record {
-                uid: uid.into(),
-                portal_type: "BatchFolder".into(),
-                path: "/senaite/batches".into(),
-                parent_uid: None,
-                parent_path: None,
-                json: v.to_string().into(),
-                load_hash: String::new(),
-                refs: Vec::new(),
-                blobs: Vec::new(),
-            });
-            s
-        };
+        let set = |uid: &str, v: Value| one_record(uid, "BatchFolder", "/senaite/batches", &v);
         let rules = crate::diff::Rules::from_toml(
             "[fields.review_state]\nsource_empty = \"no workflow in the source\"\n\
              [fields.VAT]\nsource_empty = \"a 2.6 default\"\n\
