@@ -472,7 +472,8 @@ pub struct ServeArgs {
     /// User name the sandbox accepts.
     #[arg(long = "user", value_name = "USER", default_value = "admin")]
     pub user: String,
-    /// Worker threads.
+    /// Requests answered at once, like a SENAITE's worker threads (each connection has a
+    /// thread of its own; an idle keep-alive connection holds no worker).
     #[arg(long = "threads", value_name = "N", default_value_t = 4)]
     pub threads: usize,
     /// Grow the site to N objects with synthetic clients, samples and analyses cloned from its
