@@ -385,7 +385,7 @@ fn read_single(ctx: &FetchContext, o: &Listed) -> Result<Option<Fetched>> {
         restapi: Some(restapi),
         ..Default::default()
     };
-    add_extras(ctx, &mut cap, None, true)?;
+    read_extras(ctx, &mut cap)?;
     Ok(Some(Fetched {
         cap,
         v1: None,
@@ -536,36 +536,16 @@ fn to_raw(v: &Value) -> Box<RawValue> {
         .unwrap_or_else(|_| RawValue::from_string("null".into()).unwrap_or_default())
 }
 
+/// One object read alone: [`start_v1`] and [`finish_page`] for a page of one, so a single read
+/// makes the same plone.restapi reads and judges them the same way as a page does.
 fn capture_v1(ctx: &FetchContext, raw: Box<RawValue>, head: Head) -> Result<Fetched> {
-    if let Some(old) = ctx.old
-        && let Ok(v1) = jsonx::parse_lenient(raw.get().as_bytes())
-        && let Some(mut cap) = old.reusable(&head.uid, &head.path, &v1)
-    {
-        refresh_reused(ctx, old, &mut cap)?;
-        return Ok(Fetched {
-            cap,
-            v1: Some(raw),
-            rechecked: true,
-        });
-    }
-    let mut cap = ObjectCapture {
-        uid: head.uid,
-        portal_type: head.portal_type,
-        path: head.path,
-        ..Default::default()
-    };
-    if !head.archetypes {
-        match ctx.client.rest_get(&cap.path, &[]) {
-            Ok(v) => cap.restapi = Some(v),
-            Err(e) => debug!(uid = %cap.uid, error = %e, "plone.restapi cannot serialize object."),
-        }
-    }
-    add_extras(ctx, &mut cap, Some(&raw), head.has_workflow)?;
-    Ok(Fetched {
-        cap,
-        v1: Some(raw),
-        rechecked: false,
-    })
+    let uid = head.uid.clone();
+    finish_page(ctx, vec![start_v1(ctx, raw, head)?])?
+        .pop()
+        .ok_or_else(|| Error::BadResponse {
+            url: uid,
+            message: "the object's plone.restapi reads gave no capture".into(),
+        })
 }
 
 /// A page's object before its per-object reads: taken from the base of an incremental
@@ -580,7 +560,8 @@ enum Started {
     },
 }
 
-/// [`capture_v1`] up to its plone.restapi reads, which [`finish_page`] makes for the whole page.
+/// An object of a page up to its plone.restapi reads, which [`finish_page`] makes for the whole
+/// page.
 fn start_v1(ctx: &FetchContext, raw: Box<RawValue>, head: Head) -> Result<Started> {
     if let Some(old) = ctx.old
         && let Ok(v1) = jsonx::parse_lenient(raw.get().as_bytes())
@@ -615,8 +596,8 @@ enum Extra {
 }
 
 /// The plone.restapi reads of a page's objects (serialization of Dexterity objects, `@history`,
-/// `@sharing`), made as one batch on the HTTP engine, then judged per object exactly as
-/// [`capture_v1`] and [`add_extras`] judge them one by one; then each object's files.
+/// `@sharing`), made as one batch on the HTTP engine, then judged per object ([`take_extra`]);
+/// then each object's files.
 fn finish_page(ctx: &FetchContext, started: Vec<Started>) -> Result<Vec<Fetched>> {
     let mut wanted: Vec<(usize, Extra)> = Vec::new();
     let mut urls: Vec<String> = Vec::new();
@@ -665,8 +646,8 @@ fn finish_page(ctx: &FetchContext, started: Vec<Started>) -> Result<Vec<Fetched>
         .collect()
 }
 
-/// The plone.restapi reads an object of a page needs, in the order [`capture_v1`] makes them:
-/// its serialization (Dexterity), `@history` (exact review history), `@sharing` (local roles).
+/// The plone.restapi reads an object needs: its serialization (Dexterity), `@history` (exact
+/// review history), `@sharing` (local roles).
 fn extras_of(
     ctx: &FetchContext,
     cap: &ObjectCapture,
@@ -686,7 +667,9 @@ fn extras_of(
     out
 }
 
-/// Keeps one plone.restapi answer, or judges its error as [`capture_v1`] and [`add_extras`] do.
+/// Keeps one plone.restapi answer, or judges its error: an object plone.restapi cannot
+/// serialize, or whose history or local roles it cannot read (an application error), is kept
+/// without them; any other failure stops the unit.
 fn take_extra(cap: &mut ObjectCapture, extra: Extra, answer: Result<Value>) -> Result<()> {
     match (extra, answer) {
         (Extra::Restapi, Ok(v)) => cap.restapi = Some(v),
@@ -738,32 +721,20 @@ pub(crate) fn is_archetypes(record: Option<&Value>) -> bool {
         >= 2
 }
 
-/// Adds `@history`, `@sharing` and blobs as the options ask.
-fn add_extras(
-    ctx: &FetchContext,
-    cap: &mut ObjectCapture,
-    v1: Option<&RawValue>,
-    has_workflow: bool,
-) -> Result<()> {
-    if ctx.opts.history == HistoryMode::Exact && has_workflow {
-        match ctx.client.rest_get(&format!("{}/@history", cap.path), &[]) {
-            Ok(v) => cap.history = Some(v),
-            Err(e) if is_application_error(&e) => {
-                debug!(uid = %cap.uid, error = %e, "No exact review history; whole seconds kept.");
-            }
-            Err(e) => return Err(e),
+/// Reads `@history` and `@sharing` of an object plone.restapi serialized (as the options ask;
+/// one batch, judged by [`take_extra`]), then its files.
+fn read_extras(ctx: &FetchContext, cap: &mut ObjectCapture) -> Result<()> {
+    let (extras, urls): (Vec<Extra>, Vec<String>) = extras_of(ctx, cap, true, true)
+        .into_iter()
+        .map(|(extra, path)| (extra, ctx.client.rest_url(&path)))
+        .unzip();
+    if !urls.is_empty() {
+        let answers = ctx.client.get_json_batch(urls, &ctx.in_flight);
+        for (extra, answer) in extras.into_iter().zip(answers) {
+            take_extra(cap, extra, answer)?;
         }
     }
-    if wants_sharing(ctx, cap) {
-        match ctx.client.rest_get(&format!("{}/@sharing", cap.path), &[]) {
-            Ok(v) => cap.sharing = Some(v),
-            Err(e) if is_application_error(&e) => {
-                debug!(uid = %cap.uid, error = %e, "Local roles unreadable.");
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    cap.blobs = fetch_blobs(ctx, cap, v1)?;
+    cap.blobs = fetch_blobs(ctx, cap, None)?;
     Ok(())
 }
 

@@ -96,7 +96,6 @@ impl SandboxOptions {
 pub struct Sandbox {
     shared: Arc<Shared>,
     server: http::Server,
-    addr: SocketAddr,
 }
 
 impl Sandbox {
@@ -140,16 +139,12 @@ impl Sandbox {
             Arc::new(move |request| server::serve_one(request, &handler_shared));
         let server = http::Server::start(listener, opts.threads, handler)
             .map_err(|e| fail(format!("starting the server thread: {e}")))?;
-        Ok(Sandbox {
-            shared,
-            server,
-            addr,
-        })
+        Ok(Sandbox { shared, server })
     }
 
     /// The listening address.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// `http://127.0.0.1:PORT/<site_id>`.
@@ -280,7 +275,7 @@ impl Sandbox {
 impl std::fmt::Debug for Sandbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sandbox")
-            .field("addr", &self.addr)
+            .field("addr", &self.server.addr())
             .finish_non_exhaustive()
     }
 }

@@ -68,12 +68,18 @@ fn not_found(ctx: &Ctx<'_>) -> Reply {
     )
 }
 
-/// The object's serialization (0), `@history` (1) or `@sharing` (2).
+/// The object's serialization (0), `@history` (1) or `@sharing` (2). An object without
+/// recorded local roles answers `@sharing` as a real 2.6 does for one that has none: no
+/// entries, inheriting.
 fn object_part(ctx: &Ctx<'_>, site: &Site, segments: &[&str], part: usize) -> Reply {
     let path = format!("/{}/{}", site.site_id, segments.join("/"));
-    match site.by_path(&path).and_then(|o| o.restapi[part].as_ref()) {
-        Some(body) => Reply::json_bytes(200, body.clone()),
-        None => not_found(ctx),
+    match site.by_path(&path).map(|o| o.restapi[part].as_ref()) {
+        Some(Some(body)) => Reply::json_bytes(200, body.clone()),
+        Some(None) if part == 2 => Reply::json(
+            200,
+            &json!({"available_roles": [], "entries": [], "inherit": true}),
+        ),
+        _ => not_found(ctx),
     }
 }
 

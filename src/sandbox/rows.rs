@@ -342,13 +342,10 @@ fn rest_entry(h: &Map<String, Value>) -> Value {
         "time": h.get("time")})
 }
 
-/// plone.restapi `@sharing` from the local-roles rows. Without rows the object has no local
-/// roles and inherits, and a real site still answers: no entries, `inherit: true`.
+/// plone.restapi `@sharing` from the local-roles rows (`None` when there are none).
 fn sharing(rec: &Map<String, Value>) -> Option<Value> {
     let rows = rows(rec, "local_roles");
-    let Some(first) = rows.first() else {
-        return Some(json!({"available_roles": [], "entries": [], "inherit": true}));
-    };
+    let first = rows.first()?;
     let mut entries = Vec::new();
     for r in &rows {
         let Some(principal) = text(r, "principal").filter(|p| !p.is_empty()) else {
