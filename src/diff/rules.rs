@@ -452,6 +452,21 @@ fn parse_tables(t: &toml::Table, layer: &mut Layer, problems: &mut Vec<String>) 
     }
 }
 
+/// A rule that takes a reason: `Some(Some(reason))`, `Some(None)` for `false` (switched off in
+/// this layer), `None` (and a problem) for anything else.
+fn parse_reason(v: &toml::Value, here: &str, problems: &mut Vec<String>) -> Option<Option<String>> {
+    match v {
+        toml::Value::String(reason) if !reason.trim().is_empty() => Some(Some(reason.clone())),
+        toml::Value::Boolean(false) => Some(None),
+        _ => {
+            problems.push(format!(
+                "`{here}` must be the reason (a non-empty string) or false"
+            ));
+            None
+        }
+    }
+}
+
 fn parse_rule(v: &toml::Value, at: &str, problems: &mut Vec<String>) -> Option<Rule> {
     let Some(t) = v.as_table() else {
         problems.push(format!("`{at}` must be a table"));
@@ -461,24 +476,10 @@ fn parse_rule(v: &toml::Value, at: &str, problems: &mut Vec<String>) -> Option<R
     for (key, v) in t {
         let here = format!("{at}.{key}");
         match key.as_str() {
-            "ignore" => match v {
-                toml::Value::String(reason) if !reason.trim().is_empty() => {
-                    rule.ignore = Some(Some(reason.clone()));
-                }
-                toml::Value::Boolean(false) => rule.ignore = Some(None),
-                _ => problems.push(format!(
-                    "`{here}` must be the reason (a non-empty string) or false"
-                )),
-            },
-            "source_empty" => match v {
-                toml::Value::String(reason) if !reason.trim().is_empty() => {
-                    rule.source_empty = Some(Some(reason.clone()));
-                }
-                toml::Value::Boolean(false) => rule.source_empty = Some(None),
-                _ => problems.push(format!(
-                    "`{here}` must be the reason (a non-empty string) or false"
-                )),
-            },
+            "ignore" => rule.ignore = parse_reason(v, &here, problems).or(rule.ignore),
+            "source_empty" => {
+                rule.source_empty = parse_reason(v, &here, problems).or(rule.source_empty);
+            }
             "epsilon" => rule.epsilon = parse_epsilon(v, &here, problems),
             "date_precision" => rule.date_precision = parse_precision(v, &here, problems),
             "false_is_null" => match v {
