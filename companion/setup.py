@@ -5,7 +5,7 @@ from setuptools import setup
 
 setup(
     name="senaite-sync-receiver",
-    version="0.2.0",
+    version="0.3.0",
     description="Receiver routes for senaite-sync on a destination SENAITE 2.x site",
     long_description=open("README.md").read(),
     long_description_content_type="text/markdown",

@@ -859,10 +859,32 @@ pub fn render_load(r: &load::LoadReport) -> String {
             ));
         }
     }
+    if !r.unknown_fields.is_empty() {
+        s.push_str(
+            "values the destination has no field for (not written; map or drop them in a \
+             transform pipeline):\n",
+        );
+        for (t, fields) in &r.unknown_fields {
+            let names: Vec<String> = fields
+                .iter()
+                .map(|(f, n)| format!("{f} ({n} records)"))
+                .collect();
+            s.push_str(&format!("    {t}: {}\n", names.join(", ")));
+        }
+    }
     if let Some(d) = &r.delta {
         s.push_str(&load::delta::render_text(d));
     }
-    if r.rejected.is_empty() {
+    if r.rejected.is_empty() && !r.unknown_fields.is_empty() {
+        let n: usize = r
+            .unknown_fields
+            .values()
+            .map(std::collections::BTreeMap::len)
+            .sum();
+        s.push_str(&format!(
+            "Every record is in the destination, without the {n} fields listed above.\n"
+        ));
+    } else if r.rejected.is_empty() {
         s.push_str("Every record is in the destination.\n");
     } else {
         s.push_str(&format!(

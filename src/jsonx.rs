@@ -83,6 +83,18 @@ pub fn to_string_python(value: &Value) -> String {
     text
 }
 
+/// Whether a field value holds something: not null, `""`, `[]` or `{}` (`false` and `0` do).
+/// The receiver's `unknown_fields` and the review page's examples use the same rule.
+pub fn has_value(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+        Value::Bool(_) | Value::Number(_) => true,
+    }
+}
+
 /// Canonical bytes of a value: compact, keys sorted (serde_json's default map is a BTreeMap).
 pub fn canonical(value: &Value) -> Vec<u8> {
     // INVARIANT: serializing a serde_json::Value into a Vec cannot fail.

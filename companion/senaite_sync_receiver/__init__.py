@@ -10,7 +10,7 @@ import logging
 logger = logging.getLogger("senaite_sync_receiver")
 
 NAME = "senaite.sync.receiver"
-VERSION = "0.2.0"
+VERSION = "0.3.0"
 PROTOCOL = 2
 
 try:

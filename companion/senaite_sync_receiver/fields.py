@@ -388,3 +388,105 @@ def dx_relations(field, value, resolve_uid):
     if "RelationList" in class_names(field):
         return rels
     return rels[0] if rels else None
+
+
+# ------------------------------------------------------ keys with no place
+
+# Record keys that are no schema field and no loss either: senaite.jsonapi's
+# identity, URL, parent and workflow keys (get_info, 1.x and 2.x), the data
+# providers' mapped attributes and computed keys, plone.restapi keys the
+# extractor keeps where senaite.jsonapi has none, and keys other steps of
+# apply restore (creators: ownership; getGroupId: a client's group). The
+# SKIP_FIELDS above are never written on purpose (identity, UI settings).
+NON_FIELD_KEYS = frozenset([
+    "uid", "url", "api_url", "id", "title", "description", "created",
+    "modified", "effective", "expires", "portal_type", "tags", "author",
+    "path", "parent_path", "parent_id", "parent_uid", "parent_url",
+    "workflow_info", "review_state", "transitions", "version", "items",
+    "children", "getFormattedResult", "isRetest", "creation_date",
+    "modification_date", "creators", "getGroupId", "is_folderish",
+    "working_copy", "working_copy_of", "targetUrl",
+])
+
+# Known keys per portal type (schema fields of the first object seen, the
+# catalogs' columns and indexes, the data providers' keys): computed once per
+# process; a key outside it is checked against the object's own schema too.
+_known_keys = {}
+
+
+def has_value(value):
+    """Whether a record value holds something (not null, "", [] or {})."""
+    if value is None:
+        return False
+    if isinstance(value, (string_types, list, tuple, dict)):
+        return len(value) > 0
+    return True
+
+
+def unknown_fields(obj, values):
+    """Sorted keys of values holding a value that this destination has no
+    place for: nothing of them is written (PROTOCOL.md, unknown_fields)."""
+    from bika.lims import api
+    portal_type = api.get_portal_type(obj)
+    known = _known_keys.get(portal_type)
+    if known is None:
+        known = _known_keys[portal_type] = frozenset(
+            NON_FIELD_KEYS | SKIP_FIELDS | schema_names(obj) |
+            catalog_names() | info_keys(obj))
+    own = None
+    out = []
+    for key, value in values.items():
+        if key in known or not has_value(value):
+            continue
+        if own is None:
+            own = schema_names(obj)
+        if key not in own:
+            out.append(key)
+    return sorted(out)
+
+
+def schema_names(obj):
+    """Every schema field name of obj (AT schema; DX schemata and
+    behaviors), read-only and computed fields included."""
+    names = set()
+    if hasattr(obj, "Schema") and not is_dexterity_obj(obj):
+        names.update(obj.Schema().keys())
+        return names
+    from plone.dexterity.utils import iterSchemata
+    from zope.schema import getFieldNames
+    for schema in iterSchemata(obj):
+        names.update(getFieldNames(schema))
+    return names
+
+
+def is_dexterity_obj(obj):
+    from plone.dexterity.interfaces import IDexterityContent
+    return IDexterityContent.providedBy(obj)
+
+
+def catalog_names():
+    """Metadata columns and index names of every catalog of the site (what
+    a catalog holds is derived from the objects, never stored data)."""
+    from bika.lims import api
+    from Products.ZCatalog.interfaces import IZCatalog
+    names = set()
+    for ob in api.get_portal().objectValues():
+        if IZCatalog.providedBy(ob):
+            names.update(ob.schema())
+            names.update(ob.indexes())
+    return names
+
+
+def info_keys(obj):
+    """The keys senaite.jsonapi's data providers give for obj."""
+    names = set()
+    try:
+        from senaite.jsonapi.interfaces import IInfo
+        from zope.component import getAdapters
+        adapters = [a for _, a in getAdapters((obj,), IInfo)]
+    except Exception:  # noqa: B902 - an older senaite.jsonapi: no extra keys
+        return names
+    for adapter in adapters:
+        names.update(getattr(adapter, "keys", None) or [])
+        names.update(getattr(adapter, "attributes", None) or {})
+    return names

@@ -347,11 +347,12 @@ def apply_record(record):
     if status == "moved":
         status = "updated"
     state = sync_state(obj)
+    values = record.get("fields") or {}
+    unknown = fieldio.unknown_fields(obj, values)
     if status == "updated" and state.get("applied_hash") == record.get(
             "load_hash") and state.get("modified") == iso(obj.modified()):
-        return answer(record, obj, "unchanged", [], {})
+        return answer(record, obj, "unchanged", [], {}, unknown)
     blob_rows = record.get("blobs") or []
-    values = record.get("fields") or {}
     if is_dexterity(obj):
         result = fieldio.dx_fields(obj, values, blob_rows, resolve_and_touch)
     else:
@@ -369,7 +370,8 @@ def apply_record(record):
         status = "partial"
     else:
         store_sync_state(obj, record.get("load_hash"))
-    item = answer(record, obj, status, result.deferred, result.errors)
+    item = answer(record, obj, status, result.deferred, result.errors,
+                  unknown)
     item["moved_from"] = moved_from
     return item
 
@@ -454,11 +456,12 @@ def _no_notify(*args, **kwargs):
     return None
 
 
-def answer(record, obj, status, deferred, errors):
+def answer(record, obj, status, deferred, errors, unknown):
     return {"uid": record["uid"], "status": status,
             "path": physical_path(obj), "modified": iso(obj.modified()),
             "deferred_fields": sorted(deferred),
-            "field_errors": errors, "error": None, "moved_from": None}
+            "field_errors": errors, "error": None, "moved_from": None,
+            "unknown_fields": unknown}
 
 
 # ------------------------------------------------------ removal, acceptance

@@ -13,6 +13,9 @@ repeated here), then every route is called directly with urllib:
   the loader stored equals the `load_hash` computed here from the snapshot
   rows exactly as PROTOCOL.md defines it (Python and Rust agree);
 - a few records re-applied: `unchanged`;
+- `unknown_fields`: keys outside the schema holding a value are listed on
+  apply and on re-apply (`unchanged`), empty ones are not; the real load's
+  report lists none;
 - failure isolation in one `sync/apply` batch: good -> created, bad parent
   -> failed, invalid field value -> partial with field_errors, exception
   after creation -> failed and rolled back, missing reference target ->
@@ -280,7 +283,30 @@ def run_load(checks, binary, snapshot_dir, url, state, env):
                       "exit %s\n%s\n%s" % (
                           proc.returncode, proc.stdout.decode()[-3000:],
                           proc.stderr.decode()[-3000:]))
+    checks.check(report.get("unknown_fields") == {},
+                 "the load's report lists no value without a field here",
+                 canonical_short(report.get("unknown_fields")))
     return ok
+
+
+def check_unknown_fields(checks, admin, ctx):
+    """Keys outside the schema with a value: listed, on apply and re-apply;
+    empty values, schema fields, catalog columns and API keys: not."""
+    snap = ctx["snap"]
+    rec = clone(snap.record(snap.of_type("Contact")[0]), "unknown",
+                snap.dst_site)
+    rec["fields"]["NoSuchField"] = "kept nowhere"
+    rec["fields"]["sample_point"] = [{"uid": "a" * 32}]
+    rec["fields"]["EmptyNoSuchField"] = ""
+    rec["fields"]["NullNoSuchField"] = None
+    rec["load_hash"] = load_hash(rec)
+    want = ["NoSuchField", "sample_point"]
+    for attempt, status in (("apply", "created"), ("re-apply", "unchanged")):
+        items = admin.apply([rec])
+        got = (items[0].get("status"), items[0].get("unknown_fields"))
+        checks.check(got == (status, want),
+                     "%s: %s, unknown_fields %s" % (attempt, status, want),
+                     canonical_short(items))
 
 
 def check_info(checks, admin, ctx):
@@ -875,6 +901,7 @@ def main():
                 ("info", check_info), ("applied_hash", check_hashes),
                 ("re-apply", check_reapply),
                 ("isolation", check_isolation),
+                ("unknown fields", check_unknown_fields),
                 ("state without history", check_state_without_history),
                 ("partition", check_partition),
                 ("delta routes", check_delta_routes), ("auth", check_auth),

@@ -904,6 +904,7 @@ pub(super) fn run(
 
     report.counters = receiver.finalize()?;
     report.rejected = super::rejected(&ledger, &set);
+    report.unknown_fields = super::unknown_fields(&ledger, &set);
     report.seconds = started.elapsed().as_secs_f64();
     report.delta = Some(summary);
     let text = serde_json::to_vec_pretty(&report).map_err(|source| Error::JsonFile {

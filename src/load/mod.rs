@@ -185,6 +185,9 @@ pub struct LoadReport {
     pub counters: Vec<Counter>,
     /// Every rejected record (from the ledger: all runs).
     pub rejected: Vec<Rejected>,
+    /// Per portal type, the record keys with a value that the destination has no place for
+    /// (not written), each with the number of records holding it (from the ledger: all runs).
+    pub unknown_fields: BTreeMap<String, BTreeMap<String, u64>>,
     /// Wall time in seconds.
     pub seconds: f64,
     /// A delta snapshot's moves, deletions and conflicts.
@@ -217,6 +220,13 @@ pub fn run(opts: &LoadOptions, progress: &Progress) -> Result<LoadReport> {
     let receiver = connect(&opts.url, &opts.credentials, opts.timeout, opts.retry)?;
     let info = receiver.info()?;
     info!(receiver = %format!("{} {}", info.name, info.version), site = %info.site_path, "Receiver found.");
+    if !info.reports_unknown_fields() {
+        warn!(
+            receiver = %info.version,
+            "This receiver does not report record values the destination has no field for \
+             (0.3.0 does): upgrade it (pip install companion/) to have them listed."
+        );
+    }
     if snap.manifest.base.is_some() {
         return delta::run(opts, &snap, &receiver, &info, progress);
     }
@@ -320,6 +330,7 @@ pub fn run(opts: &LoadOptions, progress: &Progress) -> Result<LoadReport> {
 
     report.counters = receiver.finalize()?;
     report.rejected = rejected(&ledger, &set);
+    report.unknown_fields = unknown_fields(&ledger, &set);
     report.seconds = started.elapsed().as_secs_f64();
     let text = serde_json::to_vec_pretty(&report).map_err(|source| Error::JsonFile {
         path: state_dir.join("report.json"),
@@ -351,6 +362,7 @@ fn empty_report(
         users_needing_password_reset: Vec::new(),
         counters: Vec::new(),
         rejected: Vec::new(),
+        unknown_fields: BTreeMap::new(),
         seconds: 0.0,
         delta: None,
     }
@@ -656,6 +668,33 @@ fn rejected(ledger: &Ledger, set: &RecordSet) -> Vec<Rejected> {
         })
         .collect();
     out.sort_by(|a, b| a.path.cmp(&b.path).then(a.uid.cmp(&b.uid)));
+    out
+}
+
+/// Per portal type, the keys the destination answered as having no place for, with the number
+/// of records of this snapshot holding each (the latest ledger entry of each record, so a re-run
+/// that sends nothing still reports them). Each type is logged as a warning.
+fn unknown_fields(ledger: &Ledger, set: &RecordSet) -> BTreeMap<String, BTreeMap<String, u64>> {
+    let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for e in ledger
+        .entries()
+        .filter(|e| set.get(&e.uid).is_some_and(|r| r.load_hash == e.load_hash))
+    {
+        for field in &e.result.unknown_fields {
+            *out.entry(e.portal_type.clone())
+                .or_default()
+                .entry(field.clone())
+                .or_default() += 1;
+        }
+    }
+    for (portal_type, fields) in &out {
+        let names: Vec<String> = fields.iter().map(|(f, n)| format!("{f} ({n})")).collect();
+        warn!(
+            portal_type = %portal_type,
+            fields = %names.join(", "),
+            "Record values the destination has no field for were not written."
+        );
+    }
     out
 }
 

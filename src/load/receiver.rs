@@ -49,6 +49,19 @@ pub struct Info {
     pub max_chunk_bytes: u64,
 }
 
+impl Info {
+    /// Whether this receiver lists the values it has no place for (`unknown_fields`, 0.3.0 on).
+    pub fn reports_unknown_fields(&self) -> bool {
+        let mut parts = self
+            .version
+            .split('.')
+            .map(|p| p.parse::<u64>().unwrap_or(0));
+        let major = parts.next().unwrap_or(0);
+        let minor = parts.next().unwrap_or(0);
+        (major, minor) >= (0, 3)
+    }
+}
+
 fn default_max_request() -> u64 {
     32 << 20
 }
@@ -141,6 +154,13 @@ pub struct ApplyItem {
     /// The path the object had before this apply moved it (protocol 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub moved_from: Option<String>,
+    /// Record keys holding a value that the destination has no place for: no schema field of
+    /// the object's type, no catalog metadata column, no key senaite.jsonapi adds, none that
+    /// another step restores (receiver 0.3.0; answered on every apply, `unchanged` included).
+    /// Nothing of them was written: a mapping to a name the destination lacks, or a value a
+    /// pipeline should carry elsewhere or drop.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unknown_fields: Vec<String>,
 }
 
 /// One object of `POST sync/remove` or `POST sync/accept`.
@@ -466,6 +486,20 @@ fn parse<T: serde::de::DeserializeOwned>(url: &str, v: Value) -> Result<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn receivers_from_0_3_report_unknown_fields() {
+        let info = |version: &str| -> Info {
+            serde_json::from_value(json!({"name": "r", "version": version, "protocol": 2,
+                "site_id": "senaite", "site_path": "/senaite"}))
+            .unwrap()
+        };
+        assert!(!info("0.2.0").reports_unknown_fields());
+        assert!(info("0.3.0").reports_unknown_fields());
+        assert!(info("0.10.1").reports_unknown_fields());
+        assert!(info("1.0").reports_unknown_fields());
+        assert!(!info("garbage").reports_unknown_fields());
+    }
 
     #[test]
     fn missing_routes_are_recognised() {

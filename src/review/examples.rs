@@ -6,15 +6,7 @@ use serde_json::Value;
 
 use crate::review::scan::ExampleField;
 
-pub(crate) fn has_value(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
-        Value::Bool(_) | Value::Number(_) => true,
-    }
-}
+pub(crate) use crate::jsonx::has_value;
 
 /// Fields an example does not repeat: identity columns shown on their own, copies and
 /// catalog internals.

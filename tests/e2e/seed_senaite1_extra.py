@@ -11,9 +11,10 @@ Get-or-create by title through senaite.jsonapi 1.2.4, then one edit-form save ea
     Pre-preserved jar", pre-preserved with that preservation;
   - an AnalysisProfile "E2E Metals" with two services, the first hidden
     (AnalysisServicesSettings [{uid, hidden}]);
-  - an ARTemplate "E2E Routine" with the same services, the second hidden and in partition
-    part-2; partition part-1 with the container, preservation and a sample type (1.3.5 keeps
-    titles under Container/Preservation/SampleType and uids under *_uid), part-2 empty;
+  - an ARTemplate "E2E Routine" with a sample point and a sample type, the same services, the
+    second hidden and in partition part-2; partition part-1 with the container, preservation
+    and a sample type (1.3.5 keeps titles under Container/Preservation/SampleType and uids
+    under *_uid), part-2 empty;
   - a Supplier "E2E Acme" with a physical and a postal address (state, district), no billing
     address, and a Supplier "E2E Blank" saved without any address (three all-empty dicts);
   - a blank and a control ReferenceDefinition ("E2E Blank definition", "E2E Control
@@ -238,8 +239,10 @@ def main():
 
     services = s.search("AnalysisService")[:2]
     sampletypes = s.search("SampleType")
-    if len(services) < 2 or not sampletypes:
-        raise SystemExit("run seed1.py first: needs two analysis services and a sample type")
+    samplepoints = s.search("SamplePoint")
+    if len(services) < 2 or not sampletypes or not samplepoints:
+        raise SystemExit("run seed1.py first: needs two analysis services, a sample type and "
+                         "a sample point")
     s1, s2 = services
     container = s.get_or_create("Container", "/senaite/bika_setup/bika_containers",
                                 "E2E Glass bottle", {"Capacity": "1000 ml"})
@@ -264,7 +267,13 @@ def main():
                                "E2E Routine", {})
     rows = partition_row("part-1", container, preservation, sampletypes[0])
     rows += partition_row("part-2")
-    s.edit(template, listing + ["Partitions."], rows + [
+    # Its sample point and sample type: 1.3.5's reference widgets submit the title under the
+    # field name and the uid under `<field>_uid`.
+    point = samplepoints[0]
+    refs = [("SamplePoint", point["title"]), ("SamplePoint_uid", point["uid"]),
+            ("SampleType", sampletypes[0]["title"]),
+            ("SampleType_uid", sampletypes[0]["uid"])]
+    s.edit(template, listing + ["Partitions.", "SamplePoint", "SampleType"], rows + refs + [
         ("uids:list", s1["uid"]), ("uids:list", s2["uid"]),
         ("Partition.%s:records" % s1["uid"], "part-1"),
         ("Partition.%s:records" % s2["uid"], "part-2"),

@@ -166,6 +166,12 @@ fn e2e_load_resumes_after_kill_verifies_and_never_duplicates() {
         "rejected: {}",
         resumed["rejected"]
     );
+    // Same version on both sides: every value has its place in the destination.
+    assert_eq!(
+        crate::util::unknown_fields(&state),
+        Vec::<String>::new(),
+        "values the destination had no field for"
+    );
 
     // verify: zero differences.
     let v = run(
@@ -208,6 +214,12 @@ fn e2e_load_resumes_after_kill_verifies_and_never_duplicates() {
         0,
     ));
     assert_eq!(again["totals"]["created"], 0, "{}", again["totals"]);
+    assert_eq!(
+        again["unknown_fields"],
+        json!({}),
+        "{}",
+        again["unknown_fields"]
+    );
     assert_eq!(again["totals"]["updated"], 0, "{}", again["totals"]);
     for t in ["AnalysisRequest", "Analysis"] {
         if let Some(&n) = per_type.get(t) {

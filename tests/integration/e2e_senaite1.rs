@@ -198,6 +198,17 @@ fn review_history(
     out
 }
 
+/// The uid a reference value names, whatever its shape (`"uid"`, `{uid}`, a list of one of
+/// those), or `None` when it names none.
+fn ref_uid(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::Array(a) => ref_uid(a.first()),
+        other => uid_of(Some(other))
+            .filter(|u| !u.is_empty())
+            .map(str::to_string),
+    }
+}
+
 fn uid_of(v: Option<&Value>) -> Option<&str> {
     match v? {
         Value::String(s) => Some(s),
@@ -468,6 +479,34 @@ fn a_senaite1_lab_arrives_in_senaite_26() {
             );
         }
     }
+
+    // A template's sample point and sample type arrive under 2.6's `samplepoint` and
+    // `sampletype` (the seed sets both on one template, so this cannot pass empty).
+    let mut referenced = 0;
+    for o in s.search(&src, "ARTemplate") {
+        let got = s.dest_get(o["uid"].as_str().unwrap()).unwrap();
+        for (at, dx) in [("SamplePoint", "samplepoint"), ("SampleType", "sampletype")] {
+            let want = ref_uid(o.get(at));
+            referenced += usize::from(want.is_some());
+            assert_eq!(
+                ref_uid(got.get(dx)),
+                want,
+                "SampleTemplate {}: {dx} (1.x {at}) on 2.6: {:?}",
+                o["title"],
+                got.get(dx)
+            );
+        }
+    }
+    assert!(
+        referenced >= 2,
+        "no seeded template with a sample point and type"
+    );
+    // Nothing the transformed records hold lacks a field on 2.6.
+    assert_eq!(
+        crate::util::unknown_fields(&state),
+        Vec::<String>::new(),
+        "values 2.6 had no field for (a mapping to a name 2.6 lacks, or a value to carry)"
+    );
 
     check_composite_setup(&s, &src);
     check_worksheet_templates(&s, &src);

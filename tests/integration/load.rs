@@ -210,6 +210,77 @@ fn a_rejected_record_is_reported_and_retry_failed_replays_only_it() {
 }
 
 #[test]
+fn values_the_destination_has_no_field_for_are_reported_per_type_on_every_run() {
+    let mut receiver = ReceiverOptions::default();
+    receiver.unknown_fields.insert(
+        "AnalysisRequest".into(),
+        vec![
+            "ClientSampleID".into(),
+            "SamplePoint".into(),
+            "NoSuchKey".into(),
+        ],
+    );
+    let sb = destination_with(receiver);
+    let dir = TestDir::new("load-unknown-fields");
+    let state = dir.join("state");
+    let n = demo_objects() as u64;
+    let r = load_into(&sb, &state);
+    // Written as far as the destination goes: not a rejection, and the status is unchanged.
+    assert!(r.is_complete(), "{:?}", r.rejected);
+    assert_eq!(r.totals.created + r.totals.updated, n);
+    // Every sample holds a ClientSampleID, four a sample point; the key no record holds is not
+    // listed, nor any other type.
+    let want: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>> = [(
+        "AnalysisRequest".to_string(),
+        [
+            ("ClientSampleID".to_string(), 6),
+            ("SamplePoint".to_string(), 4),
+        ]
+        .into(),
+    )]
+    .into();
+    assert_eq!(r.unknown_fields, want);
+    let sample = "19d6c02879fa47da9685067a80024e0e";
+    let stored = sb.object_record(sample).unwrap();
+    assert!(
+        stored.get("ClientSampleID").is_none_or(|v| v.is_null()),
+        "{stored}"
+    );
+    let text = senaite_sync::cli::render_load(&r);
+    assert!(
+        text.contains("AnalysisRequest: ClientSampleID (6 records), SamplePoint (4 records)")
+            && text.contains("without the 2 fields listed above"),
+        "{text}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join("report.json")).unwrap()).unwrap();
+    assert_eq!(
+        json["unknown_fields"]["AnalysisRequest"]["ClientSampleID"],
+        6
+    );
+
+    // The same ledger: nothing is sent, the report still says so (from the ledger).
+    let hits = sb.hits_matching("/sync/apply");
+    let again = load_into(&sb, &state);
+    assert_eq!(sb.hits_matching("/sync/apply"), hits);
+    assert_eq!(again.totals.done_before, n);
+    assert_eq!(again.unknown_fields, want);
+    // A fresh ledger: every record answers unchanged, and still lists them.
+    let fresh = load_into(&sb, &dir.join("state2"));
+    assert_eq!(fresh.totals.unchanged, n, "{:?}", fresh.totals);
+    assert_eq!(fresh.unknown_fields, want);
+    // verify shows what did not arrive.
+    let v = verify_against(&sb, &state);
+    assert!(
+        v.differences
+            .iter()
+            .any(|d| d.uid == sample && d.key == "ClientSampleID"),
+        "{:#?}",
+        &v.differences[..v.differences.len().min(10)]
+    );
+}
+
+#[test]
 fn a_connection_dropped_after_commit_duplicates_nothing() {
     let sb = destination();
     let dir = TestDir::new("load-drop");

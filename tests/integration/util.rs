@@ -167,6 +167,20 @@ pub fn load_report(state: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(state.join("report.json")).unwrap()).unwrap()
 }
 
+/// The values a finished load's destination had no field for, from its report: one
+/// `Type.field (records)` line each, sorted.
+pub fn unknown_fields(state: &Path) -> Vec<String> {
+    let report = load_report(state);
+    let mut out = Vec::new();
+    for (t, fields) in report["unknown_fields"].as_object().unwrap() {
+        for (f, n) in fields.as_object().unwrap() {
+            out.push(format!("{t}.{f} ({n})"));
+        }
+    }
+    out.sort();
+    out
+}
+
 /// The records a finished load rejected (uid -> "type path error"), from its report; asserts
 /// the load exited 0 or 1, and 1 exactly when it rejected something.
 pub fn load_rejections(

@@ -203,6 +203,7 @@ fn apply_one(site: &mut Site, record: &Value, env: &Env<'_>) -> Result<Value, St
         ));
     }
     let target = target(site, &head)?;
+    let unknown = unknown_fields(record, &head.portal_type, env.opts);
     if matches!(target, Target::Existing)
         && let (Some(applied), Some((modified, _))) = (
             site.sync.applied.get(&head.uid),
@@ -211,7 +212,7 @@ fn apply_one(site: &mut Site, record: &Value, env: &Env<'_>) -> Result<Value, St
         && applied.hash == head.load_hash
         && applied.modified == modified
     {
-        return Ok(outcome(
+        let item = outcome(
             &head.uid,
             "unchanged",
             Some(&head.path),
@@ -219,9 +220,15 @@ fn apply_one(site: &mut Site, record: &Value, env: &Env<'_>) -> Result<Value, St
             &[],
             &BTreeMap::new(),
             None,
-        ));
+        );
+        return Ok(with_unknown(item, &unknown));
     }
     let mut record = record.clone();
+    if let Some(Value::Object(fields)) = record.get_mut("fields") {
+        for field in &unknown {
+            fields.remove(field);
+        }
+    }
     let deferred = missing_references(site, &record, &head.uid);
     let mut field_errors = faults.fields;
     field_errors.extend(missing_blobs(site, &record));
@@ -282,7 +289,32 @@ fn apply_one(site: &mut Site, record: &Value, env: &Env<'_>) -> Result<Value, St
     if let (Some(from), Value::Object(m)) = (moved_from, &mut item) {
         m.insert("moved_from".into(), Value::String(from));
     }
-    Ok(item)
+    Ok(with_unknown(item, &unknown))
+}
+
+/// The record's field keys with a value (not null, `""`, `[]` or `{}`) that
+/// [`ReceiverOptions::unknown_fields`] says this destination has no place for (sorted).
+fn unknown_fields(record: &Value, portal_type: &str, opts: &ReceiverOptions) -> Vec<String> {
+    let (Some(lacking), Some(Value::Object(fields))) =
+        (opts.unknown_fields.get(portal_type), record.get("fields"))
+    else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = fields
+        .iter()
+        .filter(|(k, v)| lacking.contains(k) && crate::jsonx::has_value(v))
+        .map(|(k, _)| k.clone())
+        .collect();
+    out.sort();
+    out
+}
+
+/// The item with its `unknown_fields`.
+fn with_unknown(mut item: Value, unknown: &[String]) -> Value {
+    if let Value::Object(m) = &mut item {
+        m.insert("unknown_fields".into(), json!(unknown));
+    }
+    item
 }
 
 /// File fields whose blob was not uploaded (field -> reason).

@@ -29,7 +29,7 @@ pub const PROTOCOL: u32 = 2;
 /// The `name` `sync/info` reports.
 pub const RECEIVER_NAME: &str = "senaite.sync.receiver";
 /// The `version` `sync/info` reports.
-pub const RECEIVER_VERSION: &str = "0.2.0";
+pub const RECEIVER_VERSION: &str = "0.3.0";
 
 /// Portal types a fresh SENAITE 2.6 has (AT types its catalogs list, Dexterity types and the
 /// setup folders), reported by `sync/info` when no explicit list is configured.
@@ -149,6 +149,10 @@ pub struct ReceiverOptions {
     pub max_chunk_bytes: u64,
     /// Largest JSON body accepted (413 above).
     pub max_request_bytes: u64,
+    /// Per portal type, field names this destination has no place for (a schema without
+    /// them): `sync/apply` does not store them and answers those a record holds a value for in
+    /// `unknown_fields`, as the real receiver does for keys outside its schema.
+    pub unknown_fields: BTreeMap<String, Vec<String>>,
 }
 
 impl Default for ReceiverOptions {
@@ -158,6 +162,7 @@ impl Default for ReceiverOptions {
             max_batch: 200,
             max_chunk_bytes: 8 << 20,
             max_request_bytes: 32 << 20,
+            unknown_fields: BTreeMap::new(),
         }
     }
 }
